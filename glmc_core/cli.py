@@ -1,0 +1,186 @@
+"""The ``glmc`` command (also ``python -m glmc_core``).
+
+Every user mistake ends in one line on stderr, ``glmc: error: ...``, and exit status 2;
+an interrupted run says how to resume it and exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from .config import METHODS, PRESETS, Config, describe_preset, get_preset
+from .errors import GLMCError
+
+__all__ = ["main", "build_parser"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line instead of usage + message
+        raise GLMCError(f"{message} (see '{self.prog} --help')")
+
+
+def _kv(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--set expects key=value, got {text!r}")
+    k, v = text.split("=", 1)
+    return k.strip().replace("-", "_"), v.strip()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="glmc", description="GLMC long-tailed recognition: train, evaluate, inspect data and presets.")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a preset (or resume a run)")
+    t.add_argument("--preset", help="a preset name (see 'glmc presets')")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    t.add_argument("--data-root", help="data folder or .zip (default: $GLMC_DATA_ROOT or ./data)")
+    t.add_argument("--download", action="store_true", help="let torchvision download CIFAR into the data root")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--imbalance-factor", type=float)
+    t.add_argument("--out", help="parent folder of run folders (default: runs)")
+    t.add_argument("--run-name", help="name of the run folder (default: preset-method-time)")
+    t.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps (default: auto)")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--model", help="encoder: resnet8, resnet20, resnet32, resnet32-wide, resnet50, resnext50")
+    t.add_argument("--method", help=f"one of: {', '.join(METHODS)}")
+    t.add_argument("--loader", choices=("auto", "tensor", "dataloader"), default="auto",
+                   help="batches from device tensors or from a DataLoader with PIL transforms (reference path)")
+    t.add_argument("--authors-quirks", action="store_true",
+                   help="reproduce the authors' code: λ~Beta(1,1), CutMix label λ, per-image resampling, summed CE")
+    t.add_argument("--deterministic", action="store_true", help="bit-for-bit repeatable runs (slower on a GPU)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    t.add_argument("--set", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config field, e.g. --set gamma=2 --set val_fraction=0.1")
+
+    e = sub.add_parser("evaluate", help="evaluate a checkpoint on its data set's test split")
+    e.add_argument("--checkpoint", required=True, help="a run folder, best.pt or checkpoint.pt")
+    e.add_argument("--data-root", help="where the data set is now, if it moved")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+    sub.add_parser("presets", help="list the presets and their settings")
+
+    d = sub.add_parser("data", help="per-class counts, imbalance factor and groups of a preset's data set")
+    d.add_argument("--preset", required=True)
+    d.add_argument("--data-root")
+    d.add_argument("--imbalance-factor", type=float)
+    return p
+
+
+def _train_config(args) -> Config:
+    overrides = {"data_root": args.data_root, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+                 "imbalance_factor": args.imbalance_factor, "out": args.out, "run_name": args.run_name,
+                 "device": args.device, "seed": args.seed, "model": args.model, "method": args.method}
+    if args.download:
+        overrides["download"] = True
+    if args.deterministic:
+        overrides["deterministic"] = True
+    if args.no_progress:
+        overrides["progress"] = False
+    for key, value in args.set:
+        overrides[key] = value
+    if not args.preset:
+        raise GLMCError("train needs --preset NAME (see 'glmc presets') or --resume RUN_DIR")
+    cfg = get_preset(args.preset, **overrides)
+    return cfg.authors_quirks() if args.authors_quirks else cfg
+
+
+def _cmd_train(args) -> int:
+    from .train import fit
+
+    if args.resume:
+        state = fit(resume=args.resume, device=args.device)
+    else:
+        state = fit(_train_config(args), loader=args.loader)
+    if state.history:
+        last = state.history[-1]
+        print(f"run folder: {state.run_dir}")
+        print(_table({"final (epoch %d)" % last["epoch"]: last, "best (epoch %d)" % state.best["epoch"]: state.best}))
+    return 0
+
+
+def _table(rows: dict[str, dict]) -> str:
+    def f(v):
+        return "   n/a" if v is None else f"{v:6.2f}"
+
+    lines = [f"{'':<18} {'top-1':>6} {'many':>6} {'medium':>6} {'few':>6}"]
+    for name, r in rows.items():
+        lines.append(f"{name:<18} {f(r.get('top1'))} {f(r.get('many'))} {f(r.get('medium'))} {f(r.get('few'))}")
+    return "\n".join(lines)
+
+
+def _cmd_evaluate(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .data import prepare_data
+    from .models import build_model
+    from .methods import METHOD_SPECS
+    from .train import evaluate, resolve_device
+
+    ck = load_checkpoint(args.checkpoint if not str(args.checkpoint).endswith("/") else args.checkpoint + "best.pt")
+    cfg = Config.from_dict(ck["config"])
+    if args.data_root:
+        cfg = cfg.replace(data_root=args.data_root)
+    data = prepare_data(cfg)
+    device = resolve_device(args.device)
+    model = build_model(cfg.model, data.num_classes, cfg.proj_dim, METHOD_SPECS[cfg.method].inference_head)
+    from .checkpoint import check_compatible
+
+    check_compatible(ck, cfg.model, data.num_classes, cfg.dataset, str(args.checkpoint))
+    model.load_state_dict(ck["model"])
+    model.to(device)
+    metrics = evaluate(model, data.test, cfg, data, device)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(_table({f"epoch {ck.get('epoch')}": metrics}))
+    return 0
+
+
+def _cmd_presets(_args) -> int:
+    for name in PRESETS:
+        print(f"{name}\n    {describe_preset(name)}")
+    return 0
+
+
+def _cmd_data(args) -> int:
+    from .data import prepare_data
+
+    cfg = get_preset(args.preset, data_root=args.data_root, imbalance_factor=args.imbalance_factor)
+    print(prepare_data(cfg).summary())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        handler = {"train": _cmd_train, "evaluate": _cmd_evaluate, "presets": _cmd_presets, "data": _cmd_data}
+        return handler[args.command](args)
+    except GLMCError as exc:
+        print(f"glmc: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("glmc: interrupted; the last completed epoch is saved: continue with 'glmc train --resume RUN_DIR'",
+              file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("glmc: error: out of memory; try a smaller --batch-size or a smaller --model", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # CUDA out of memory is a RuntimeError subclass
+        if "out of memory" in str(exc).lower():
+            print("glmc: error: the GPU ran out of memory; try a smaller --batch-size, a smaller --model, or "
+                  "--loader dataloader", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

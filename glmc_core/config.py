@@ -1,0 +1,252 @@
+"""Run configuration: one commented dataclass, the published presets, and safe overrides.
+
+A :class:`Config` is serialised as JSON into every run folder and checkpoint; it is
+read back with :meth:`Config.from_dict`, which refuses unknown keys and wrong types
+with a one-line :class:`~glmc_core.errors.GLMCError`. No YAML tags, no ``eval``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .errors import GLMCError
+
+__all__ = ["Config", "PRESETS", "METHODS", "get_preset", "describe_preset"]
+
+# Methods: GLMC, its ablations, and simple baselines on the same pipeline.
+METHODS = {
+    "glmc": "GLMC: global+local mixtures, consistency loss, cumulative re-balancing",
+    "glmc-no-consistency": "GLMC without the consistency loss (γ = 0), mixtures and re-balancing kept",
+    "glmc-no-cumulative": "GLMC without cumulative re-balancing (α ≡ 1, fc only), mixtures and consistency kept",
+    "cumulative-only": "no mixtures, no consistency: plain batches with cumulative fc/fc_cb re-balancing",
+    "ce": "plain cross-entropy on the uniform batch (fc)",
+    "mixup": "MixUp within the uniform batch, cross-entropy (fc)",
+    "cutmix": "CutMix within the uniform batch, cross-entropy (fc)",
+}
+
+
+@dataclass
+class Config:
+    """Everything that defines a run. Defaults are the paper's CIFAR-10-LT IF100 recipe."""
+
+    # --- data ---------------------------------------------------------------------------
+    dataset: str = "cifar10"  # cifar10 | cifar100 | imagefolder | splitlist | digits
+    data_root: str | None = None  # folder or .zip; None: $GLMC_DATA_ROOT, else ./data
+    download: bool = False  # allow torchvision to download CIFAR into data_root
+    train_list: str | None = None  # split-list datasets: "relative/path label" per line
+    test_list: str | None = None
+    imbalance_factor: float = 100.0  # n_max / n_min; 1 keeps the data balanced
+    n_max: int | None = None  # images in the largest class; None: the smallest full class
+    subset_seed: int = 0  # seed of the per-class shuffle that picks the long-tailed subset
+    test_per_class: int | None = None  # cap test images per class (quick runs); None: all
+    val_fraction: float = 0.0  # hold out this fraction of each training class for validation
+    image_size: int = 32  # side of the (square) training images
+    many_threshold: int = 100  # "many-shot": more than this many training images
+    few_threshold: int = 20  # "few-shot": fewer than this many; medium is in between
+    # --- model --------------------------------------------------------------------------
+    model: str = "resnet32-wide"  # see glmc_core.models.MODELS
+    proj_dim: int = 128  # width of the projection / prediction heads
+    # --- method -------------------------------------------------------------------------
+    method: str = "glmc"  # see METHODS
+    beta: float = 0.5  # λ ~ Beta(β, β)
+    authors_beta: bool = False  # the authors' code ignores β and draws λ ~ Beta(1, 1)
+    cutmix_label: str = "area"  # local-mixture label weight: "area" (clipped box) | "lambda" (authors)
+    resample_q: float = 0.0  # class-resampling exponent q
+    # "instance": P(image of class c) ∝ n_c^-q, as in the authors' code, for which their q values were tuned
+    # (q = 0: the partner batch is another uniform batch); "class": P(class c) ∝ n_c^-q (q = 0: class-balanced).
+    resample_convention: str = "instance"
+    label_k: float = 1.2  # label re-weighting exponent k: w_c ∝ n_c^-k, Σ w_c = C
+    gamma: float = 1.0  # weight of the consistency loss L_sim (authors' contrast_weight)
+    alpha_schedule: str = "paper"  # paper (1-(T/Tmax)^2) | linear | cosine | constant
+    alpha_constant: float = 0.5  # α when alpha_schedule == "constant"
+    loss_reduction: str = "mean"  # "mean" of the two mixtures (paper's 1/2N) | "sum" (authors)
+    # --- optimisation -------------------------------------------------------------------
+    epochs: int = 200
+    batch_size: int = 64
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-3
+    warmup_epochs: int = 0  # linear warm-up epochs before the cosine schedule
+    augment: str = "cifar"  # cifar (crop+flip) | imagenet (the paper's large-image recipe) | none
+    # --- run ----------------------------------------------------------------------------
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    out: str = "runs"  # parent folder of run folders
+    run_name: str | None = None  # None: <preset or dataset>-<method>-<time>
+    preset: str | None = None  # name of the preset this config came from (informational)
+    num_workers: int = 0  # DataLoader workers (file-based datasets only)
+    deterministic: bool = False  # bit-for-bit repeatable CPU runs (torch.use_deterministic_algorithms)
+    fast: bool = True  # on a GPU, use the fast path when available
+    progress: bool = True  # show progress bars
+
+    # ---------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Config":
+        if not isinstance(data, dict):
+            raise GLMCError("a configuration must be a JSON object of field: value pairs")
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise GLMCError(f"unknown configuration field(s): {', '.join(unknown)}; known fields: {', '.join(known)}")
+        cfg = cls()
+        defaults = cls()
+        for key, value in data.items():
+            setattr(cfg, key, _coerce(key, value, getattr(defaults, key)))
+        cfg.validate()
+        return cfg
+
+    def replace(self, **overrides: Any) -> "Config":
+        """A copy with some fields changed (unknown fields are refused)."""
+        data = self.to_dict()
+        data.update({k: v for k, v in overrides.items()})
+        return Config.from_dict(data)
+
+    def validate(self) -> "Config":
+        """Check ranges and choices; raise a one-line GLMCError naming the bad field."""
+        from .models import MODELS
+
+        def bad(msg: str):
+            raise GLMCError(msg)
+
+        if self.dataset not in ("cifar10", "cifar100", "imagefolder", "splitlist", "digits"):
+            bad(f"unknown dataset {self.dataset!r}; choose cifar10, cifar100, imagefolder, splitlist or digits")
+        if not self.imbalance_factor >= 1:
+            bad(f"imbalance factor must be at least 1 (n_max / n_min), got {self.imbalance_factor}")
+        if self.method not in METHODS:
+            bad(f"unknown method {self.method!r}; choose one of: {', '.join(METHODS)}")
+        if self.model not in MODELS:
+            bad(f"unknown model {self.model!r}; choose one of: {', '.join(MODELS)}")
+        if self.epochs < 1:
+            bad(f"epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 2:
+            bad(f"batch size must be at least 2, got {self.batch_size}")
+        if not self.beta > 0:
+            bad(f"beta must be positive, got {self.beta}")
+        if self.cutmix_label not in ("area", "lambda"):
+            bad(f"cutmix_label must be 'area' or 'lambda', got {self.cutmix_label!r}")
+        if self.resample_convention not in ("class", "instance"):
+            bad(f"resample_convention must be 'class' or 'instance', got {self.resample_convention!r}")
+        if self.loss_reduction not in ("mean", "sum"):
+            bad(f"loss_reduction must be 'mean' or 'sum', got {self.loss_reduction!r}")
+        from .losses import ALPHA_SCHEDULES
+
+        if self.alpha_schedule not in ALPHA_SCHEDULES:
+            bad(f"unknown alpha schedule {self.alpha_schedule!r}; choose one of {', '.join(ALPHA_SCHEDULES)}")
+        if self.augment not in ("cifar", "imagenet", "none"):
+            bad(f"augment must be cifar, imagenet or none, got {self.augment!r}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            bad(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.few_threshold > self.many_threshold:
+            bad("few_threshold must not exceed many_threshold")
+        if self.lr <= 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            bad("lr must be positive, weight_decay non-negative and momentum in [0, 1)")
+        if self.warmup_epochs < 0 or self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
+            bad(f"warmup_epochs must be in [0, epochs), got {self.warmup_epochs}")
+        if self.image_size < 8:
+            bad(f"image_size must be at least 8, got {self.image_size}")
+        if self.n_max is not None and self.n_max < 1:
+            bad(f"n_max must be positive, got {self.n_max}")
+        if self.test_per_class is not None and self.test_per_class < 1:
+            bad(f"test_per_class must be positive, got {self.test_per_class}")
+        return self
+
+    def authors_quirks(self) -> "Config":
+        """The authors' code's deviations from the paper, all at once (see the README)."""
+        return self.replace(authors_beta=True, cutmix_label="lambda", resample_convention="instance",
+                            loss_reduction="sum")  # resample_convention is already the authors' by default
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    """Convert JSON/CLI values to the field's type; refuse what doesn't fit."""
+    if value is None:
+        if default is None or key in ("data_root", "train_list", "test_list", "n_max", "test_per_class",
+                                      "run_name", "preset"):
+            return None
+        raise GLMCError(f"configuration field {key!r} cannot be empty")
+    target = type(default) if default is not None else None
+    if key in ("n_max", "test_per_class"):
+        target = int
+    elif key in ("data_root", "train_list", "test_list", "run_name", "preset"):
+        target = str
+    try:
+        if target is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                return value.lower() in ("1", "true", "yes", "on")
+            if isinstance(value, int) and value in (0, 1):
+                return bool(value)
+            raise ValueError
+        if target is int:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if target is float:
+            if isinstance(value, bool):
+                raise ValueError
+            v = float(value)
+            if v != v or v in (float("inf"), float("-inf")):
+                raise ValueError
+            return v
+        if target is str:
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise ValueError
+            return str(value)
+    except (TypeError, ValueError):
+        kind = {bool: "true/false", int: "a whole number", float: "a finite number", str: "text"}.get(target, "a value")
+        raise GLMCError(f"configuration field {key!r} must be {kind}, got {value!r}") from None
+    return value
+
+
+_CIFAR = dict(dataset="cifar10", model="resnet32-wide", epochs=200, batch_size=64, lr=0.01, momentum=0.9,
+              weight_decay=5e-3, beta=0.5, augment="cifar", image_size=32)
+_LARGE = dict(model="resnext50", augment="imagenet", image_size=224, beta=0.5, num_workers=8)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "cifar10-lt-if100": {**_CIFAR, "imbalance_factor": 100, "resample_q": 0.0, "label_k": 1.2, "gamma": 1.0},
+    "cifar10-lt-if50": {**_CIFAR, "imbalance_factor": 50, "resample_q": 0.0, "label_k": 1.2, "gamma": 1.0},
+    "cifar10-lt-if10": {**_CIFAR, "imbalance_factor": 10, "resample_q": 0.2, "label_k": 1.0, "gamma": 2.0},
+    "cifar100-lt-if100": {**_CIFAR, "dataset": "cifar100", "imbalance_factor": 100, "resample_q": 0.0,
+                          "label_k": 1.2, "gamma": 4.0},
+    "cifar100-lt-if50": {**_CIFAR, "dataset": "cifar100", "imbalance_factor": 50, "resample_q": 0.2,
+                         "label_k": 1.2, "gamma": 6.0},
+    "cifar100-lt-if10": {**_CIFAR, "dataset": "cifar100", "imbalance_factor": 10, "resample_q": 0.2,
+                         "label_k": 1.2, "gamma": 4.0},
+    "imagenet-lt": {**_LARGE, "dataset": "splitlist", "imbalance_factor": 1, "epochs": 135, "batch_size": 120,
+                    "lr": 0.1, "weight_decay": 2e-4, "resample_q": 0.2, "label_k": 1.0, "gamma": 10.0,
+                    "warmup_epochs": 10, "train_list": "ImageNet_LT_train.txt", "test_list": "ImageNet_LT_test.txt"},
+    "inat2018": {**_LARGE, "dataset": "splitlist", "imbalance_factor": 1, "epochs": 120, "batch_size": 128,
+                 "lr": 0.1, "weight_decay": 1e-4, "resample_q": 0.2, "label_k": 1.0, "gamma": 10.0,
+                 "warmup_epochs": 0, "train_list": "iNaturalist18_train.txt", "test_list": "iNaturalist18_val.txt"},
+    # Quick, offline: scikit-learn's 8x8 digits, long-tailed, a small ResNet; about a minute on a laptop CPU.
+    "digits-lt": dict(dataset="digits", model="resnet8", imbalance_factor=20, epochs=30, batch_size=32, lr=0.1,
+                      weight_decay=5e-4, beta=0.5, resample_q=0.0, label_k=1.2, gamma=1.0, image_size=16,
+                      augment="cifar", many_threshold=100, few_threshold=20),
+}
+
+
+def get_preset(name: str, **overrides: Any) -> Config:
+    """The named preset as a :class:`Config`, with ``overrides`` applied (None values ignored)."""
+    if name not in PRESETS:
+        raise GLMCError(f"unknown preset {name!r}; run 'glmc presets' to list them ({', '.join(PRESETS)})")
+    data = dict(PRESETS[name], preset=name)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return Config.from_dict(data)
+
+
+def describe_preset(name: str) -> str:
+    """One line per setting that the preset changes from the defaults."""
+    cfg = get_preset(name)
+    return ", ".join(f"{k}={getattr(cfg, k)}" for k in PRESETS[name])
+

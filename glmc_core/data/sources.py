@@ -1,0 +1,427 @@
+"""Where images come from: CIFAR-10/100, image-folder trees (folder or .zip), split lists, digits.
+
+Small images (``image_size`` ≤ 64) are decoded once into uint8 arrays ``(N, H, W, 3)``
+and cached under ``$GLMC_CACHE_DIR`` (default ``./data/cache``), so later runs load them
+in a second instead of decoding every file every epoch. Large images stay files and are
+read by a DataLoader.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+import numpy as np
+
+from ..errors import GLMCError
+
+__all__ = ["ArraySplit", "FileSplit", "Source", "resolve_data_root", "cache_dir", "load_cifar", "index_image_folder",
+           "load_image_folder", "parse_split_list", "load_split_list", "load_digits", "IMAGE_EXTENSIONS"]
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
+_CACHE_VERSION = "1"
+
+
+@dataclass
+class ArraySplit:
+    """Decoded images ``(N, H, W, 3)`` uint8 and labels ``(N,)`` int64."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, idx: np.ndarray) -> "ArraySplit":
+        return ArraySplit(self.images[idx], self.labels[idx])
+
+
+@dataclass
+class FileSplit:
+    """Image files read on demand: ``opener(path)`` returns the bytes of ``path``."""
+
+    paths: list[str]
+    labels: np.ndarray
+    root: str = ""
+    archive: str | None = None  # a .zip holding the paths, or None for a folder
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, idx: np.ndarray) -> "FileSplit":
+        return FileSplit([self.paths[i] for i in idx], self.labels[idx], self.root, self.archive)
+
+
+@dataclass
+class Source:
+    """A data set as read: class names, a training and a test split, and where it came from."""
+
+    name: str
+    classes: list[str]
+    train: ArraySplit | FileSplit
+    test: ArraySplit | FileSplit
+    origin: str
+    notes: list[str] = field(default_factory=list)
+
+
+def resolve_data_root(data_root: str | os.PathLike | None) -> Path:
+    """``data_root`` if given, else ``$GLMC_DATA_ROOT``, else ``./data``."""
+    if data_root:
+        return Path(data_root).expanduser()
+    env = os.environ.get("GLMC_DATA_ROOT")
+    return Path(env).expanduser() if env else Path("data")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("GLMC_CACHE_DIR", "data/cache")).expanduser()
+
+
+# --------------------------------------------------------------------------------- CIFAR
+_CIFAR_LAYOUT = {
+    10: ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels",
+         "batches.meta", b"label_names"),
+    100: ("cifar-100-python", ["train"], ["test"], b"fine_labels", "meta", b"fine_label_names"),
+}
+
+
+def _read_cifar_pickles(folder: Path, num_classes: int) -> Source:
+    _, train_files, test_files, label_key, meta_file, names_key = _CIFAR_LAYOUT[num_classes]
+
+    def read(files):
+        xs, ys = [], []
+        for name in files:
+            path = folder / name
+            if not path.is_file():
+                raise GLMCError(f"CIFAR-{num_classes} file {path} is missing; the folder {folder} is incomplete")
+            try:
+                with open(path, "rb") as fh:
+                    entry = pickle.load(fh, encoding="bytes")
+                data = np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+                labels = np.asarray(entry[label_key], dtype=np.int64)
+            except GLMCError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any parse failure means a corrupt file
+                raise GLMCError(f"cannot read CIFAR-{num_classes} file {path}: {exc.__class__.__name__}; "
+                                f"delete it and download again") from None
+            xs.append(data.transpose(0, 2, 3, 1))
+            ys.append(labels)
+        return ArraySplit(np.ascontiguousarray(np.concatenate(xs)), np.concatenate(ys))
+
+    train, test = read(train_files), read(test_files)
+    classes = [str(i) for i in range(num_classes)]
+    meta = folder / meta_file
+    if meta.is_file():
+        try:
+            with open(meta, "rb") as fh:
+                names = pickle.load(fh, encoding="bytes")[names_key]
+            classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+        except Exception:  # noqa: BLE001 - names are cosmetic
+            pass
+    return Source(f"cifar{num_classes}", classes, train, test, str(folder))
+
+
+def _looks_like_image_folder(path: Path) -> bool:
+    if path.suffix.lower() == ".zip" and path.is_file():
+        return True
+    if not path.is_dir():
+        return False
+    if (path / "train").is_dir() and (path / "test").is_dir():
+        return True
+    subs = [p for p in path.iterdir() if p.is_dir()]
+    return len(subs) == 1 and (subs[0] / "train").is_dir() and (subs[0] / "test").is_dir()
+
+
+def load_cifar(data_root, num_classes: int = 10, download: bool = False, image_size: int = 32) -> Source:
+    """CIFAR-10 or CIFAR-100 from ``data_root``.
+
+    Looks, in order, for: ``data_root`` being an image-folder tree or a .zip of one (such as
+    ``cifar10-jpeg.zip``); torchvision's python-pickle folder (``cifar-10-batches-py`` or
+    ``cifar-100-python``) inside ``data_root`` or ``data_root`` itself being that folder;
+    and, if ``download`` is true, torchvision's download into ``data_root``.
+    """
+    if num_classes not in _CIFAR_LAYOUT:
+        raise GLMCError(f"CIFAR has 10 or 100 classes, not {num_classes}")
+    root = resolve_data_root(data_root)
+    folder_name = _CIFAR_LAYOUT[num_classes][0]
+    if _looks_like_image_folder(root):
+        src = load_image_folder(root, image_size=image_size)
+        if len(src.classes) != num_classes:
+            raise GLMCError(f"{root} holds {len(src.classes)} classes, but CIFAR-{num_classes} has {num_classes}")
+        src.name = f"cifar{num_classes}"
+        return src
+    for candidate in (root / folder_name, root):
+        if candidate.name == folder_name and candidate.is_dir():
+            return _read_cifar_pickles(candidate, num_classes)
+    if download:
+        try:
+            import torchvision
+
+            cls = torchvision.datasets.CIFAR10 if num_classes == 10 else torchvision.datasets.CIFAR100
+            root.mkdir(parents=True, exist_ok=True)
+            cls(str(root), train=True, download=True)
+            cls(str(root), train=False, download=True)
+        except Exception as exc:  # noqa: BLE001
+            raise GLMCError(f"downloading CIFAR-{num_classes} into {root} failed ({exc.__class__.__name__}: "
+                            f"{exc}); download it by hand or point --data-root at a copy") from None
+        return _read_cifar_pickles(root / folder_name, num_classes)
+    raise GLMCError(f"CIFAR-{num_classes} not found under {root.resolve()}: looked for {folder_name}/ "
+                    f"(torchvision's format) and for an image-folder tree with train/ and test/ (or a .zip of one); "
+                    f"pass --data-root PATH, set GLMC_DATA_ROOT, or add --download when online")
+
+
+# --------------------------------------------------------------------------- image folders
+class _Reader:
+    """Read files from a folder or a .zip with one interface."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.zip = zipfile.ZipFile(path) if path.suffix.lower() == ".zip" else None
+
+    def names(self) -> list[str]:
+        if self.zip is not None:
+            return [n for n in self.zip.namelist() if not n.endswith("/")]
+        return [p.relative_to(self.path).as_posix() for p in self.path.rglob("*") if p.is_file()]
+
+    def read(self, name: str) -> bytes:
+        if self.zip is not None:
+            return self.zip.read(name)
+        return (self.path / name).read_bytes()
+
+    def close(self):
+        if self.zip is not None:
+            self.zip.close()
+
+
+def index_image_folder(path) -> tuple[list[str], FileSplit, FileSplit, list[str]]:
+    """List an image-folder tree ``train/<class>/*``, ``test/<class>/*`` (possibly under one
+    top-level folder, in a folder or a .zip) without decoding anything.
+
+    Returns ``(classes, train, test, notes)``; ``notes`` says what was skipped.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise GLMCError(f"data root {path} does not exist; pass --data-root with a folder or .zip that holds "
+                        f"train/<class>/ and test/<class>/ image folders")
+    if path.is_file() and path.suffix.lower() != ".zip":
+        raise GLMCError(f"{path} is a file but not a .zip; give a folder or a .zip of train/ and test/ folders")
+    try:
+        reader = _Reader(path)
+        names = reader.names()
+        reader.close()
+    except zipfile.BadZipFile:
+        raise GLMCError(f"{path} is not a readable .zip file (truncated or corrupt); copy it again") from None
+    parts = [PurePosixPath(n).parts for n in names]
+    prefixes = {p[0] for p in parts if len(p) > 1}
+    prefix: tuple[str, ...] = ()
+    if not any(len(p) >= 3 and p[0] in ("train", "test") for p in parts) and len(prefixes) == 1:
+        prefix = (next(iter(prefixes)),)
+    items: dict[str, dict[str, list[str]]] = {"train": {}, "test": {}}
+    skipped = 0
+    for name, p in zip(names, parts):
+        p = p[len(prefix):] if p[: len(prefix)] == prefix else None
+        if not p or len(p) < 3 or p[0] not in items:
+            continue
+        if p[-1].startswith(".") or PurePosixPath(p[-1]).suffix.lower() not in IMAGE_EXTENSIONS:
+            skipped += 1
+            continue
+        items[p[0]].setdefault(p[1], []).append(name)
+    train_classes, test_classes = sorted(items["train"]), sorted(items["test"])
+    if not train_classes:
+        raise GLMCError(f"no images found under {path}/{'/'.join(prefix) + '/' if prefix else ''}train/<class>/; "
+                        f"an image folder needs train/<class>/*.jpg and test/<class>/*.jpg")
+    if not test_classes:
+        raise GLMCError(f"no test images found under {path}: add test/<class>/ folders beside train/")
+    if train_classes != test_classes:
+        only_train = sorted(set(train_classes) - set(test_classes))
+        only_test = sorted(set(test_classes) - set(train_classes))
+        raise GLMCError(f"train/ and test/ class folders differ in {path}: only in train: {only_train or '-'}, "
+                        f"only in test: {only_test or '-'}")
+    splits = []
+    for split in ("train", "test"):
+        paths, labels = [], []
+        for c, cls in enumerate(train_classes):
+            files = sorted(items[split][cls])
+            paths += files
+            labels += [c] * len(files)
+        splits.append(FileSplit(paths, np.asarray(labels, dtype=np.int64), str(path),
+                                str(path) if path.suffix.lower() == ".zip" else None))
+    notes = [f"skipped {skipped} non-image files"] if skipped else []
+    return train_classes, splits[0], splits[1], notes
+
+
+def _decode(data: bytes, name: str, image_size: int) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img = img.convert("RGB")
+            if img.size != (image_size, image_size):
+                img = img.resize((image_size, image_size), Image.BILINEAR)
+            return np.asarray(img, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise GLMCError(f"corrupt or unreadable image file {name}: {exc.__class__.__name__}; "
+                        f"remove or replace it") from None
+
+
+def decode_split(split: FileSplit, image_size: int, progress: bool = False) -> ArraySplit:
+    """Decode every file of ``split`` into an :class:`ArraySplit` (RGB, resized to ``image_size``)."""
+    reader = _Reader(Path(split.archive or split.root))
+    out = np.empty((len(split), image_size, image_size, 3), dtype=np.uint8)
+    iterator = enumerate(split.paths)
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, total=len(split), desc="decoding images", leave=False)
+    try:
+        for i, name in iterator:
+            try:
+                data = reader.read(name)
+            except (KeyError, OSError) as exc:
+                raise GLMCError(f"cannot read image file {name} in {split.root}: {exc.__class__.__name__}") from None
+            out[i] = _decode(data, name, image_size)
+    finally:
+        reader.close()
+    return ArraySplit(out, split.labels.copy())
+
+
+def _cache_key(path: Path, image_size: int, extra: str = "") -> str:
+    st = path.stat()
+    raw = f"{_CACHE_VERSION}|{path.resolve()}|{st.st_size}|{int(st.st_mtime)}|{image_size}|{extra}"
+    return hashlib.sha1(raw.encode()).hexdigest()[:16]
+
+
+def _cached_decode(path: Path, key_extra: str, splits: dict[str, FileSplit], image_size: int,
+                   progress: bool) -> dict[str, ArraySplit]:
+    """Decode ``splits`` once; later calls load the cached arrays (atomically written .npz)."""
+    target = cache_dir() / f"{path.stem}-{_cache_key(path, image_size, key_extra)}.npz"
+    if target.is_file():
+        try:
+            with np.load(target) as z:
+                return {s: ArraySplit(z[f"{s}_images"], z[f"{s}_labels"]) for s in splits}
+        except Exception:  # noqa: BLE001 - a broken cache is rebuilt
+            pass
+    arrays = {s: decode_split(sp, image_size, progress) for s, sp in splits.items()}
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **{f"{s}_images": a.images for s, a in arrays.items()},
+                     **{f"{s}_labels": a.labels for s, a in arrays.items()})
+        os.replace(tmp, target)
+    except OSError:
+        pass  # a read-only place: run without the cache
+    return arrays
+
+
+def load_image_folder(path, image_size: int = 32, decode: bool = True, progress: bool = True) -> Source:
+    """An image-folder tree (folder or .zip); decoded and cached when ``decode`` is true."""
+    path = Path(path).expanduser()
+    classes, train, test, notes = index_image_folder(path)
+    if decode:
+        arrays = _cached_decode(path, "imagefolder", {"train": train, "test": test}, image_size, progress)
+        return Source("imagefolder", classes, arrays["train"], arrays["test"], str(path), notes)
+    return Source("imagefolder", classes, train, test, str(path), notes)
+
+
+# ------------------------------------------------------------------------------ split lists
+def parse_split_list(list_path, num_classes: int | None = None) -> tuple[list[str], np.ndarray]:
+    """Read a split list: one ``relative/path label`` per line (ImageNet-LT, iNat 2018, Places-LT).
+
+    Blank lines and lines starting with ``#`` are skipped; anything else that does not parse
+    is reported with its file and line number.
+    """
+    list_path = Path(list_path).expanduser()
+    if not list_path.is_file():
+        raise GLMCError(f"split list {list_path} not found; give the file of 'relative/path label' lines")
+    paths, labels = [], []
+    try:
+        text = list_path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise GLMCError(f"split list {list_path} is not UTF-8 text") from None
+    for lineno, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        parts = stripped.rsplit(None, 1)
+        if len(parts) != 2:
+            raise GLMCError(f"{list_path}:{lineno}: expected 'relative/path label', got {stripped[:80]!r}")
+        rel, lab = parts
+        try:
+            label = int(lab)
+        except ValueError:
+            raise GLMCError(f"{list_path}:{lineno}: label {lab!r} is not a whole number") from None
+        if label < 0 or (num_classes is not None and label >= num_classes):
+            raise GLMCError(f"{list_path}:{lineno}: label {label} is out of range"
+                            + (f" 0..{num_classes - 1}" if num_classes else " (must be >= 0)"))
+        paths.append(rel)
+        labels.append(label)
+    if not paths:
+        raise GLMCError(f"split list {list_path} has no entries")
+    return paths, np.asarray(labels, dtype=np.int64)
+
+
+def load_split_list(data_root, train_list, test_list, image_size: int = 224, decode: bool | None = None,
+                    check_files: bool = True, progress: bool = True) -> Source:
+    """A split-list data set: image paths relative to ``data_root``, lists relative to it or absolute."""
+    root = resolve_data_root(data_root)
+    if not root.exists():
+        raise GLMCError(f"data root {root} does not exist; pass --data-root with the folder the split lists refer to")
+    if not train_list or not test_list:
+        raise GLMCError("a split-list data set needs both train_list and test_list")
+
+    def find(name):
+        p = Path(name).expanduser()
+        return p if p.is_absolute() or p.exists() else root / name
+
+    train_paths, train_labels = parse_split_list(find(train_list))
+    num_classes = int(train_labels.max()) + 1
+    test_paths, test_labels = parse_split_list(find(test_list), num_classes)
+    archive = str(root) if root.suffix.lower() == ".zip" else None
+    train = FileSplit(train_paths, train_labels, str(root), archive)
+    test = FileSplit(test_paths, test_labels, str(root), archive)
+    if check_files and archive is None:
+        for split in (train, test):
+            missing = [p for p in split.paths if not (root / p).is_file()]
+            if missing:
+                raise GLMCError(f"{len(missing)} image file(s) of the split list are missing under {root}, "
+                                f"first: {missing[0]}")
+    classes = [str(c) for c in range(num_classes)]
+    if decode is None:
+        decode = image_size <= 64
+    if decode:
+        arrays = _cached_decode(find(train_list), f"splitlist|{root.resolve()}|{test_list}",
+                                {"train": train, "test": test}, image_size, progress)
+        return Source("splitlist", classes, arrays["train"], arrays["test"], str(root))
+    return Source("splitlist", classes, train, test, str(root))
+
+
+# ------------------------------------------------------------------------------------ digits
+def load_digits(image_size: int = 16, test_fraction: float = 0.3, seed: int = 0) -> Source:
+    """scikit-learn's handwritten digits (1,797 8×8 images, 10 classes), offline.
+
+    Upscaled to ``image_size`` and replicated to 3 channels so the CIFAR pipeline applies;
+    a fixed stratified split keeps ``test_fraction`` of every class for testing.
+    """
+    from PIL import Image
+    from sklearn.datasets import load_digits as _sk_digits
+
+    bunch = _sk_digits()
+    images = (bunch.images * (255.0 / 16.0)).round().clip(0, 255).astype(np.uint8)  # (N, 8, 8)
+    if image_size != 8:
+        images = np.stack([np.asarray(Image.fromarray(im).resize((image_size, image_size), Image.BILINEAR))
+                           for im in images])
+    images = np.repeat(images[..., None], 3, axis=3)
+    labels = bunch.target.astype(np.int64)
+    rng = np.random.RandomState(seed)
+    test_mask = np.zeros(len(labels), dtype=bool)
+    for c in range(10):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        test_mask[idx[: int(round(test_fraction * len(idx)))]] = True
+    return Source("digits", [str(c) for c in range(10)], ArraySplit(images[~test_mask], labels[~test_mask]),
+                  ArraySplit(images[test_mask], labels[test_mask]), "sklearn.datasets.load_digits")
+

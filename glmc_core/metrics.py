@@ -1,0 +1,48 @@
+"""Top-1, per-class and many/medium/few-shot accuracy, and the confusion matrix."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .data.longtail import GROUPS
+
+__all__ = ["confusion_matrix", "per_class_accuracy", "group_accuracy", "summarize"]
+
+
+def confusion_matrix(targets: Sequence[int], preds: Sequence[int], num_classes: int) -> np.ndarray:
+    """``cm[i, j]``: number of test images of class ``i`` predicted as ``j``."""
+    t = np.asarray(targets, dtype=np.int64)
+    p = np.asarray(preds, dtype=np.int64)
+    return np.bincount(t * num_classes + p, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def per_class_accuracy(cm: np.ndarray) -> np.ndarray:
+    """Recall of each class (NaN for a class with no test images)."""
+    support = cm.sum(axis=1).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(support > 0, np.diag(cm) / support, np.nan)
+
+
+def group_accuracy(class_acc: np.ndarray, groups: np.ndarray) -> dict[str, float | None]:
+    """Mean per-class accuracy within each of many/medium/few (None for an empty group)."""
+    out: dict[str, float | None] = {}
+    for g in GROUPS:
+        vals = class_acc[(groups == g) & ~np.isnan(class_acc)]
+        out[g] = float(vals.mean()) if len(vals) else None
+    return out
+
+
+def summarize(targets, preds, num_classes: int, groups: np.ndarray) -> dict:
+    """Every number a results table needs, as plain Python types (percentages)."""
+    cm = confusion_matrix(targets, preds, num_classes)
+    acc = per_class_accuracy(cm)
+    t = np.asarray(targets)
+    top1 = float((np.asarray(preds) == t).mean()) if len(t) else float("nan")
+    groups_acc = group_accuracy(acc, groups)
+    return {
+        "top1": 100.0 * top1,
+        **{g: (None if v is None else 100.0 * v) for g, v in groups_acc.items()},
+        "per_class": [None if np.isnan(a) else round(100.0 * float(a), 4) for a in acc],
+    }

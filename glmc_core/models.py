@@ -1,0 +1,137 @@
+"""ResNet encoders and the four GLMC heads.
+
+Names say which ResNet-32 is which:
+
+* ``resnet32``: the usual CIFAR ResNet-32 of the long-tail literature (LDAM, BBN, ...):
+  widths 16/32/64, 0.46 M parameters. Use it to compare with published baselines.
+* ``resnet32-wide``: what the GLMC authors' code calls "resnet32": the same depth at
+  widths 64/128/256 (7.4 M parameters). Reproducing the paper's numbers needs this one.
+* ``resnet8``, ``resnet20``: small CIFAR ResNets (16/32/64) for CPU teaching runs.
+* ``resnet50``, ``resnext50``: torchvision backbones for 224-pixel images (ImageNet-LT, iNat).
+
+All CIFAR ResNets use option-A (zero-padding) shortcuts and Kaiming-normal initialisation,
+as the authors' ``ResNet_modify`` does.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["MODELS", "GLMCNet", "CifarResNet", "build_model", "count_parameters"]
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        # Option A: subsample and zero-pad channels; no parameters in the shortcut.
+        self.pad = (planes - in_planes) // 2 if (stride != 1 or in_planes != planes) else None
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.pad is None:
+            short = x
+        else:
+            short = F.pad(x[:, :, :: self.stride, :: self.stride], (0, 0, 0, 0, self.pad, self.pad))
+        return F.relu(out + short)
+
+
+class CifarResNet(nn.Module):
+    """ResNet-(6n+2) for small images: three stages of ``n`` basic blocks; returns features."""
+
+    def __init__(self, blocks_per_stage: int, widths: tuple[int, int, int] = (16, 32, 64)):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        layers, in_planes = [], widths[0]
+        for stage, planes in enumerate(widths):
+            for i in range(blocks_per_stage):
+                stride = 2 if (stage > 0 and i == 0) else 1
+                layers.append(_BasicBlock(in_planes, planes, stride))
+                in_planes = planes
+        self.layers = nn.Sequential(*layers)
+        self.out_dim = widths[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.layers(F.relu(self.bn1(self.conv1(x))))
+        return F.adaptive_avg_pool2d(out, 1).flatten(1)  # (B, out_dim)
+
+
+class _TorchvisionEncoder(nn.Module):
+    def __init__(self, name: str):
+        super().__init__()
+        import torchvision
+
+        net = getattr(torchvision.models, name)(weights=None)
+        self.out_dim = net.fc.in_features
+        net.fc = nn.Identity()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+MODELS: dict[str, Callable[[], nn.Module]] = {
+    "resnet8": lambda: CifarResNet(1, (16, 32, 64)),
+    "resnet20": lambda: CifarResNet(3, (16, 32, 64)),
+    "resnet32": lambda: CifarResNet(5, (16, 32, 64)),
+    "resnet32-wide": lambda: CifarResNet(5, (64, 128, 256)),
+    "resnet50": lambda: _TorchvisionEncoder("resnet50"),
+    "resnext50": lambda: _TorchvisionEncoder("resnext50_32x4d"),
+}
+
+
+class GLMCNet(nn.Module):
+    """Encoder ``f`` plus the heads: ``fc``, ``fc_cb``, projection ``h`` (→128), prediction ``u`` (128→128).
+
+    ``forward`` returns a dict with ``features``, ``logits`` (fc), ``logits_cb`` (fc_cb),
+    ``h`` and ``u``; :meth:`predict` returns the logits used at inference, from ``fc_cb``
+    as in the paper, or from ``fc`` for methods without a re-balanced head.
+    """
+
+    def __init__(self, encoder: nn.Module, num_classes: int, proj_dim: int = 128, inference_head: str = "fc_cb"):
+        super().__init__()
+        if inference_head not in ("fc", "fc_cb"):
+            raise ValueError("inference_head must be 'fc' or 'fc_cb'")
+        self.encoder = encoder
+        feat = encoder.out_dim
+        self.fc = nn.Linear(feat, num_classes)
+        self.fc_cb = nn.Linear(feat, num_classes)
+        self.projector = nn.Linear(feat, proj_dim)
+        self.predictor = nn.Linear(proj_dim, proj_dim)
+        self.inference_head = inference_head
+        self.num_classes = num_classes
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d)):
+                nn.init.kaiming_normal_(m.weight)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        r = self.encoder(x)
+        h = self.projector(r)
+        return {"features": r, "logits": self.fc(r), "logits_cb": self.fc_cb(r), "h": h, "u": self.predictor(h)}
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.encoder(x)
+        return self.fc_cb(r) if self.inference_head == "fc_cb" else self.fc(r)
+
+
+def build_model(name: str, num_classes: int, proj_dim: int = 128, inference_head: str = "fc_cb") -> GLMCNet:
+    """Build a :class:`GLMCNet` with the named encoder (see :data:`MODELS`)."""
+    if name not in MODELS:
+        from .errors import GLMCError
+
+        raise GLMCError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+    return GLMCNet(MODELS[name](), num_classes, proj_dim, inference_head)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
