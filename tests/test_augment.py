@@ -29,9 +29,9 @@ def test_output_shape_and_dtype():
 def test_flip_only_flips_or_keeps_each_image():
     x = _batch(b=32)
     out = random_crop_flip(x, 0, torch.Generator().manual_seed(1), flip=True)
-    flipped = [torch.equal(o, xi.flip(-1)) for o, xi in zip(out, x)]
-    kept = [torch.equal(o, xi) for o, xi in zip(out, x)]
-    assert all(f or k for f, k in zip(flipped, kept))
+    flipped = [torch.equal(o, xi.flip(-1)) for o, xi in zip(out, x, strict=True)]
+    kept = [torch.equal(o, xi) for o, xi in zip(out, x, strict=True)]
+    assert all(f or k for f, k in zip(flipped, kept, strict=True))
     assert 4 < sum(flipped) < 28  # about half
 
 

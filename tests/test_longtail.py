@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 
@@ -26,7 +28,7 @@ def test_published_training_set_sizes(n_max, num_classes, imbalance, total):
     assert len(counts) == num_classes
     assert sum(counts) == total
     assert counts[0] == n_max and counts[-1] == int(n_max / imbalance)
-    assert all(a >= b for a, b in zip(counts, counts[1:]))
+    assert all(a >= b for a, b in pairwise(counts))
 
 
 def test_imbalance_factor_one_keeps_data_balanced_and_single_class():

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from glmc_core.losses import (ALPHA_SCHEDULES, alpha_schedule, consistency_loss, glmc_loss, negative_cosine,
-                              soft_cross_entropy)
+from glmc_core.losses import (
+    ALPHA_SCHEDULES,
+    alpha_schedule,
+    consistency_loss,
+    glmc_loss,
+    negative_cosine,
+    soft_cross_entropy,
+)
 from glmc_core.mixing import class_weights, mix_labels, one_hot, reweight_labels
 
 
@@ -19,7 +26,7 @@ def test_alpha_is_one_at_start_and_zero_at_end(kind):
     assert alpha_schedule(0, 200, kind) == pytest.approx(1.0)
     assert alpha_schedule(200, 200, kind) == pytest.approx(0.0, abs=1e-12)
     values = [alpha_schedule(t, 200, kind) for t in range(201)]
-    assert all(a >= b for a, b in zip(values, values[1:]))  # non-increasing
+    assert all(a >= b for a, b in pairwise(values))  # non-increasing
 
 
 @pytest.mark.parametrize("t", [0, 1, 37, 100, 150, 199, 200])

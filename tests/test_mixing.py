@@ -9,8 +9,20 @@ import pytest
 import torch
 
 from glmc_core import mixing
-from glmc_core.mixing import (Box, box_area_fraction, box_mask, class_weights, cutmix_label_weight, global_mix,
-                              local_mix, mix_labels, one_hot, reweight_labels, sample_box, sample_lambda)
+from glmc_core.mixing import (
+    Box,
+    box_area_fraction,
+    box_mask,
+    class_weights,
+    cutmix_label_weight,
+    global_mix,
+    local_mix,
+    mix_labels,
+    one_hot,
+    reweight_labels,
+    sample_box,
+    sample_lambda,
+)
 
 
 class _FixedCentre:

@@ -13,8 +13,14 @@ from PIL import Image
 from glmc_core.config import get_preset
 from glmc_core.data import prepare_data
 from glmc_core.data.longtail import class_counts, longtail_counts
-from glmc_core.data.sources import (index_image_folder, load_cifar, load_digits, load_image_folder, load_split_list,
-                                    parse_split_list)
+from glmc_core.data.sources import (
+    index_image_folder,
+    load_cifar,
+    load_digits,
+    load_image_folder,
+    load_split_list,
+    parse_split_list,
+)
 from glmc_core.errors import GLMCError
 
 
@@ -119,7 +125,7 @@ COLOURS = {"apple": (255, 0, 0), "kiwi": (0, 255, 0), "plum": (0, 0, 255)}
 
 
 def write_image_folder(root: Path, train_per_class=(5, 3, 2), test_per_class: int = 2) -> None:
-    for (name, colour), n_train in zip(COLOURS.items(), train_per_class):
+    for (name, colour), n_train in zip(COLOURS.items(), train_per_class, strict=True):
         for split, n in (("train", n_train), ("test", test_per_class)):
             d = root / split / name
             d.mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,8 @@ def test_two_seeded_cpu_runs_are_identical(tiny_data):
     runs = [fit(_tiny(), data=tiny_data, save=False, log=lambda _: None) for _ in range(2)]
     a, b = ([{k: v for k, v in r.items() if k not in _TIMING} for r in s.history] for s in runs)
     assert len(a) == 2 and a == b
-    for (name, p), q in zip(runs[0].model.state_dict().items(), runs[1].model.state_dict().values()):
+    for (name, p), q in zip(runs[0].model.state_dict().items(), runs[1].model.state_dict().values(),
+                               strict=True):
         assert torch.equal(p, q), name
     # A different seed gives a different run.
     other = fit(_tiny(seed=1, epochs=1), data=tiny_data, save=False, log=lambda _: None)
