@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from .config import METHODS, PRESETS, Config, describe_preset, get_preset
@@ -114,14 +116,22 @@ def _table(rows: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def _evaluation_checkpoint(path: str) -> str:
+    """A run folder means its best model (``best.pt``), else its last checkpoint (``checkpoint.pt``)."""
+    folder = Path(path)
+    if folder.is_dir():
+        return str(folder / "best.pt") if (folder / "best.pt").is_file() else str(folder / "checkpoint.pt")
+    return path
+
+
 def _cmd_evaluate(args) -> int:
     from .checkpoint import load_checkpoint
     from .data import prepare_data
-    from .models import build_model
     from .methods import METHOD_SPECS
+    from .models import build_model
     from .train import evaluate, resolve_device
 
-    ck = load_checkpoint(args.checkpoint if not str(args.checkpoint).endswith("/") else args.checkpoint + "best.pt")
+    ck = load_checkpoint(_evaluation_checkpoint(args.checkpoint))
     cfg = Config.from_dict(ck["config"])
     if args.data_root:
         cfg = cfg.replace(data_root=args.data_root)
@@ -163,7 +173,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return 2
         handler = {"train": _cmd_train, "evaluate": _cmd_evaluate, "presets": _cmd_presets, "data": _cmd_data}
-        return handler[args.command](args)
+        status = handler[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows up here, inside the handler below, not at exit
+        return status
+    except BrokenPipeError:
+        # The reader went away (`glmc presets | head`): stop quietly like other Unix tools. Point stdout
+        # at /dev/null so the interpreter's final flush does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by a closed pipe
     except GLMCError as exc:
         print(f"glmc: error: {exc}", file=sys.stderr)
         return 2

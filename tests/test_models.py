@@ -1,0 +1,88 @@
+"""Encoders, heads, parameter counts and the inference head (glmc_core.models)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from glmc_core.errors import GLMCError
+from glmc_core.models import MODELS, GLMCNet, build_model, count_parameters
+
+
+@pytest.mark.parametrize("name,encoder_millions", [("resnet32", 0.46), ("resnet32-wide", 7.4)])
+def test_resnet32_parameter_counts(name, encoder_millions):
+    model = build_model(name, 10)
+    enc = count_parameters(model.encoder) / 1e6
+    assert enc == pytest.approx(encoder_millions, rel=0.02)
+    # The four heads add feat*C + C (x2), feat*128 + 128 and 128*128 + 128.
+    feat = model.encoder.out_dim
+    heads = 2 * (feat * 10 + 10) + (feat * 128 + 128) + (128 * 128 + 128)
+    assert count_parameters(model) == count_parameters(model.encoder) + heads
+
+
+def test_encoder_widths():
+    assert build_model("resnet32", 10).encoder.out_dim == 64
+    assert build_model("resnet32-wide", 10).encoder.out_dim == 256
+    # resnet32 has 5 blocks per stage (6n+2 = 32 layers); resnet8 has 1.
+    assert len(build_model("resnet32", 10).encoder.layers) == 15
+    assert len(build_model("resnet8", 10).encoder.layers) == 3
+
+
+@pytest.mark.parametrize("name", ["resnet8", "resnet32"])
+@pytest.mark.parametrize("size", [16, 32])
+def test_forward_shapes_and_keys(name, size):
+    torch.manual_seed(0)
+    model = build_model(name, 7, proj_dim=32).eval()
+    out = model(torch.randn(3, 3, size, size))
+    assert set(out) == {"features", "logits", "logits_cb", "h", "u"}
+    assert out["features"].shape == (3, 64)
+    assert out["logits"].shape == out["logits_cb"].shape == (3, 7)
+    assert out["h"].shape == out["u"].shape == (3, 32)
+    assert all(torch.isfinite(v).all() for v in out.values())
+
+
+@pytest.mark.parametrize("head", ["fc", "fc_cb"])
+def test_predict_uses_inference_head(head):
+    torch.manual_seed(0)
+    model = build_model("resnet8", 5, inference_head=head).eval()
+    x = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        out = model(x)
+        logits = model.predict(x)
+    expected = out["logits_cb"] if head == "fc_cb" else out["logits"]
+    other = out["logits"] if head == "fc_cb" else out["logits_cb"]
+    torch.testing.assert_close(logits, expected)
+    assert not torch.allclose(logits, other)  # the two heads are initialised differently
+
+
+def test_heads_see_the_same_features():
+    torch.manual_seed(0)
+    model = build_model("resnet8", 4).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 16, 16))
+        torch.testing.assert_close(out["logits"], model.fc(out["features"]))
+        torch.testing.assert_close(out["u"], model.predictor(out["h"]))
+
+
+def test_unknown_model_and_bad_head():
+    with pytest.raises(GLMCError, match="unknown model"):
+        build_model("resnet1000", 10)
+    with pytest.raises(ValueError):
+        GLMCNet(MODELS["resnet8"](), 10, inference_head="fc_both")
+
+
+def test_every_cifar_model_builds_and_runs():
+    torch.manual_seed(0)
+    for name in ("resnet8", "resnet20", "resnet32", "resnet32-wide"):
+        model = build_model(name, 3).eval()
+        with torch.no_grad():
+            assert model.predict(torch.randn(1, 3, 32, 32)).shape == (1, 3)
+
+
+def test_gradients_reach_encoder():
+    torch.manual_seed(0)
+    model = build_model("resnet8", 3)
+    out = model(torch.randn(4, 3, 16, 16))
+    (out["logits"].sum() + out["logits_cb"].sum() + out["u"].sum()).backward()
+    assert model.encoder.conv1.weight.grad is not None
+    assert float(model.encoder.conv1.weight.grad.abs().sum()) > 0

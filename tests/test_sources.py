@@ -1,0 +1,270 @@
+"""Data sources: CIFAR pickles, image folders (folder and .zip), split lists, digits (glmc_core.data.sources)."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from glmc_core.config import get_preset
+from glmc_core.data import prepare_data
+from glmc_core.data.longtail import class_counts, longtail_counts
+from glmc_core.data.sources import (
+    index_image_folder,
+    load_cifar,
+    load_digits,
+    load_image_folder,
+    load_split_list,
+    parse_split_list,
+)
+from glmc_core.errors import GLMCError
+
+
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path, monkeypatch):
+    # Decoded-image caches of these small test sets go to the test's own folder.
+    monkeypatch.setenv("GLMC_CACHE_DIR", str(tmp_path / "cache"))
+
+
+# ------------------------------------------------------------------------------ CIFAR pickles
+def _images(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+
+
+def _dump(path: Path, obj) -> None:
+    with open(path, "wb") as fh:
+        pickle.dump(obj, fh)
+
+
+def _flat(images: np.ndarray) -> np.ndarray:
+    return images.transpose(0, 3, 1, 2).reshape(len(images), -1)  # CIFAR's (N, 3072) channel-major rows
+
+
+def write_cifar10(root: Path, per_class_per_batch: int = 3, test_per_class: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    train_x = []
+    for i in range(1, 6):
+        x = _images(10 * per_class_per_batch, i)
+        y = np.tile(np.arange(10), per_class_per_batch)
+        _dump(folder / f"data_batch_{i}", {b"data": _flat(x), b"labels": y.tolist(), b"batch_label": b"x"})
+        train_x.append(x)
+    tx = _images(10 * test_per_class, 99)
+    _dump(folder / "test_batch", {b"data": _flat(tx), b"labels": np.tile(np.arange(10), test_per_class).tolist()})
+    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
+    _dump(folder / "batches.meta", {b"label_names": names, b"num_vis": 3072})
+    return np.concatenate(train_x), tx
+
+
+def write_cifar100(root: Path, per_class: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    x, y = _images(100 * per_class, 1), np.tile(np.arange(100), per_class)
+    _dump(folder / "train", {b"data": _flat(x), b"fine_labels": y.tolist(), b"coarse_labels": (y // 5).tolist()})
+    tx = _images(100, 2)
+    _dump(folder / "test", {b"data": _flat(tx), b"fine_labels": list(range(100)), b"coarse_labels": [0] * 100})
+    _dump(folder / "meta", {b"fine_label_names": [f"c{i:02d}".encode() for i in range(100)],
+                            b"coarse_label_names": [b"x"] * 20})
+    return x, tx
+
+
+def test_cifar10_pickles(tmp_path):
+    train_x, test_x = write_cifar10(tmp_path)
+    src = load_cifar(tmp_path, 10)
+    assert src.name == "cifar10" and src.classes[0] == "airplane" and src.classes[-1] == "truck"
+    assert src.train.images.shape == (150, 32, 32, 3) and len(src.test) == 20
+    np.testing.assert_array_equal(src.train.images, train_x)  # (N, H, W, C) back from CIFAR's rows
+    np.testing.assert_array_equal(src.test.images, test_x)
+    assert class_counts(src.train.labels, 10).tolist() == [15] * 10
+    # The pickle folder itself as the data root works too.
+    assert len(load_cifar(tmp_path / "cifar-10-batches-py", 10).train) == 150
+
+
+def test_cifar100_pickles(tmp_path):
+    train_x, _ = write_cifar100(tmp_path)
+    src = load_cifar(tmp_path, 100)
+    assert src.name == "cifar100" and src.classes[:2] == ["c00", "c01"] and len(src.classes) == 100
+    np.testing.assert_array_equal(src.train.images, train_x)
+    assert class_counts(src.train.labels, 100).tolist() == [4] * 100
+    assert src.test.labels.tolist() == list(range(100))
+
+
+def test_prepare_data_from_cifar10_pickles(tmp_path):
+    write_cifar10(tmp_path)
+    cfg = get_preset("cifar10-lt-if10", data_root=str(tmp_path))
+    data = prepare_data(cfg, progress=False)
+    assert data.counts.tolist() == longtail_counts(15, 10, 10)  # n_max: the smallest full class
+    assert len(data.test) == 20 and data.num_classes == 10
+
+
+def test_cifar_missing_file_and_corrupt_pickle(tmp_path):
+    write_cifar10(tmp_path)
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").unlink()
+    with pytest.raises(GLMCError, match="data_batch_3 is missing"):
+        load_cifar(tmp_path, 10)
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"not a pickle")
+    with pytest.raises(GLMCError, match="cannot read CIFAR-10 file"):
+        load_cifar(tmp_path, 10)
+
+
+@pytest.mark.parametrize("make", ["missing", "empty"])
+def test_cifar_not_found(tmp_path, make):
+    root = tmp_path / "nowhere"
+    if make == "empty":
+        root.mkdir()
+    with pytest.raises(GLMCError, match="CIFAR-10 not found"):
+        load_cifar(root, 10)
+
+
+# ------------------------------------------------------------------------------ image folders
+COLOURS = {"apple": (255, 0, 0), "kiwi": (0, 255, 0), "plum": (0, 0, 255)}
+
+
+def write_image_folder(root: Path, train_per_class=(5, 3, 2), test_per_class: int = 2) -> None:
+    for (name, colour), n_train in zip(COLOURS.items(), train_per_class, strict=True):
+        for split, n in (("train", n_train), ("test", test_per_class)):
+            d = root / split / name
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.new("RGB", (12, 12), colour).save(d / f"{i:03d}.png")
+    (root / "train" / "apple" / "notes.txt").write_text("not an image")
+
+
+def _zip_folder(folder: Path, archive: Path, top: str) -> None:
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in sorted(folder.rglob("*")):
+            zf.write(p, f"{top}/{p.relative_to(folder).as_posix()}")
+
+
+def _check_image_folder_source(src) -> None:
+    assert src.classes == ["apple", "kiwi", "plum"]
+    assert class_counts(src.train.labels, 3).tolist() == [5, 3, 2]
+    assert class_counts(src.test.labels, 3).tolist() == [2, 2, 2]
+    assert src.train.images.shape == (10, 8, 8, 3)
+    for c, colour in enumerate(COLOURS.values()):  # PNG is lossless: each class keeps its colour
+        assert (src.train.images[src.train.labels == c] == np.array(colour, np.uint8)).all()
+    assert src.notes == ["skipped 1 non-image files"]
+
+
+def test_image_folder_from_folder(tmp_path):
+    write_image_folder(tmp_path / "fruit")
+    _check_image_folder_source(load_image_folder(tmp_path / "fruit", image_size=8, progress=False))
+
+
+def test_image_folder_from_zip_with_one_top_level_folder(tmp_path):
+    write_image_folder(tmp_path / "fruit")
+    _zip_folder(tmp_path / "fruit", tmp_path / "fruit.zip", "fruit")
+    _check_image_folder_source(load_image_folder(tmp_path / "fruit.zip", image_size=8, progress=False))
+    classes, train, test, _ = index_image_folder(tmp_path / "fruit.zip")
+    assert train.archive == str(tmp_path / "fruit.zip") and train.paths[0].startswith("fruit/train/apple/")
+
+
+def test_image_folder_is_cached(tmp_path):
+    write_image_folder(tmp_path / "fruit")
+    load_image_folder(tmp_path / "fruit", image_size=8, progress=False)
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+    again = load_image_folder(tmp_path / "fruit", image_size=8, progress=False)
+    _check_image_folder_source(again)
+
+
+def test_corrupt_image_file_is_a_one_line_error(tmp_path):
+    write_image_folder(tmp_path / "fruit")
+    (tmp_path / "fruit" / "train" / "kiwi" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    with pytest.raises(GLMCError, match="corrupt or unreadable image file .*broken.jpg") as err:
+        load_image_folder(tmp_path / "fruit", image_size=8, progress=False)
+    assert "\n" not in str(err.value)
+
+
+def test_image_folder_errors(tmp_path):
+    with pytest.raises(GLMCError, match="does not exist"):
+        index_image_folder(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(GLMCError, match="no images found"):
+        index_image_folder(tmp_path / "empty")
+    (tmp_path / "bad.zip").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(GLMCError, match="not a readable .zip"):
+        index_image_folder(tmp_path / "bad.zip")
+    write_image_folder(tmp_path / "odd")
+    (tmp_path / "odd" / "test" / "plum" / "000.png").unlink()
+    (tmp_path / "odd" / "test" / "plum" / "001.png").unlink()
+    with pytest.raises(GLMCError, match="class folders differ"):
+        index_image_folder(tmp_path / "odd")
+
+
+# -------------------------------------------------------------------------------- split lists
+def write_split_list(root: Path) -> None:
+    (root / "imgs" / "sub dir").mkdir(parents=True)
+    for i, colour in enumerate([(10, 20, 30), (40, 50, 60), (70, 80, 90), (200, 100, 0)]):
+        Image.new("RGB", (6, 6), colour).save(root / "imgs" / f"{i}.png")
+    Image.new("RGB", (6, 6), (1, 2, 3)).save(root / "imgs" / "sub dir" / "x y.png")
+    (root / "train.txt").write_text("# ImageNet-LT style list\n\nimgs/0.png 0\n  imgs/1.png 1\nimgs/2.png 2\n"
+                                    "imgs/sub dir/x y.png 2\n\n# end\n")
+    (root / "test.txt").write_text("imgs/3.png 1\nimgs/0.png 0\n")
+
+
+def test_split_list_reads_files_comments_and_blank_lines(tmp_path):
+    write_split_list(tmp_path)
+    src = load_split_list(tmp_path, "train.txt", "test.txt", image_size=6, progress=False)
+    assert src.classes == ["0", "1", "2"]
+    assert src.train.labels.tolist() == [0, 1, 2, 2] and src.test.labels.tolist() == [1, 0]
+    assert src.train.images.shape == (4, 6, 6, 3)
+    assert src.train.images[1, 0, 0].tolist() == [40, 50, 60]
+    assert src.train.images[3, 5, 5].tolist() == [1, 2, 3]  # a path with spaces
+    assert src.test.images[0, 0, 0].tolist() == [200, 100, 0]
+
+
+def test_split_list_undecoded_keeps_paths(tmp_path):
+    write_split_list(tmp_path)
+    src = load_split_list(tmp_path, "train.txt", "test.txt", image_size=224)
+    assert src.train.paths == ["imgs/0.png", "imgs/1.png", "imgs/2.png", "imgs/sub dir/x y.png"]
+
+
+@pytest.mark.parametrize("line,message", [
+    ("imgs/0.png", r"train.txt:3: expected 'relative/path label'"),
+    ("imgs/0.png zero", r"train.txt:3: label 'zero' is not a whole number"),
+    ("imgs/0.png -1", r"train.txt:3: label -1 is out of range"),
+])
+def test_split_list_bad_lines_name_file_and_line(tmp_path, line, message):
+    (tmp_path / "train.txt").write_text(f"# header\nimgs/1.png 1\n{line}\n")
+    with pytest.raises(GLMCError, match=message):
+        parse_split_list(tmp_path / "train.txt")
+
+
+def test_split_list_test_label_out_of_range_and_missing_files(tmp_path):
+    write_split_list(tmp_path)
+    (tmp_path / "test.txt").write_text("imgs/0.png 7\n")
+    with pytest.raises(GLMCError, match="out of range 0..2"):
+        load_split_list(tmp_path, "train.txt", "test.txt", image_size=6)
+    (tmp_path / "test.txt").write_text("imgs/missing.png 0\n")
+    with pytest.raises(GLMCError, match="missing under"):
+        load_split_list(tmp_path, "train.txt", "test.txt", image_size=6)
+    (tmp_path / "empty.txt").write_text("# nothing\n\n")
+    with pytest.raises(GLMCError, match="has no entries"):
+        parse_split_list(tmp_path / "empty.txt")
+
+
+# -------------------------------------------------------------------------------------- digits
+def test_digits_source():
+    src = load_digits(image_size=16)
+    assert src.classes == [str(c) for c in range(10)]
+    assert len(src.train) + len(src.test) == 1797
+    assert src.train.images.shape[1:] == (16, 16, 3) and src.train.images.dtype == np.uint8
+    assert (src.train.images[..., 0] == src.train.images[..., 2]).all()  # grey, three channels
+    test_frac = class_counts(src.test.labels, 10) / (class_counts(src.test.labels, 10)
+                                                     + class_counts(src.train.labels, 10))
+    assert np.all(np.abs(test_frac - 0.3) < 0.01)
+
+
+def test_digits_lt_preset_builds():
+    cfg = get_preset("digits-lt")
+    data = prepare_data(cfg, progress=False)
+    full = class_counts(load_digits(cfg.image_size).train.labels, 10)
+    assert data.counts.tolist() == longtail_counts(int(full.min()), 10, 20)
+    assert data.imbalance_factor == pytest.approx(20, rel=0.1)
+    assert data.in_memory and data.train.images.shape[1:] == (16, 16, 3)
+    assert set(data.groups.tolist()) == {"many", "medium", "few"}
+    assert "digits" in data.summary()
