@@ -17,10 +17,12 @@ from matplotlib.patches import Patch, Rectangle
 from . import mixing
 from .data.longtail import GROUPS, longtail_counts, shot_groups
 from .losses import ALPHA_SCHEDULES, alpha_schedule
+from .mixing import sample_lambda
 
 __all__ = ["GROUP_COLOURS", "TERM_COLOURS", "plot_class_counts", "plot_counts_for_ifs", "plot_image_grid",
            "plot_mixing", "plot_partner_classes", "plot_loss_terms", "plot_class_weights", "plot_alpha_schedules",
-           "plot_head_weights", "plot_schedule_runs", "plot_per_class_accuracy", "plot_collapse"]
+           "plot_head_weights", "plot_schedule_runs", "plot_per_class_accuracy", "plot_collapse",
+           "plot_lambda_hist"]
 
 # Paul Tol's colour-blind-safe "bright" palette.
 GROUP_COLOURS = {"many": "#4477AA", "medium": "#CCBB44", "few": "#EE6677"}
@@ -342,4 +344,18 @@ def plot_collapse(histories: Mapping[str, Sequence[Mapping]]) -> Figure:
         ax.set_xlabel("epoch")
     axes[1].set_yscale("log")
     axes[0].legend(fontsize=8)
+    return fig
+
+
+def plot_lambda_hist(betas: Sequence[float] = (0.5, 1.0, 2.0), draws: int = 5000, seed: int = 0, ax=None) -> Figure:
+    """Histograms of ``λ ~ Beta(β, β)`` drawn with :func:`glmc_core.mixing.sample_lambda`, one per β."""
+    fig, ax = _fig_ax(ax, (6, 3.4))
+    rng = np.random.default_rng(seed)
+    for beta in betas:
+        lams = [sample_lambda(rng, beta) for _ in range(draws)]
+        ax.hist(lams, bins=25, range=(0, 1), density=True, histtype="step", linewidth=1.8, label=f"β = {beta:g}")
+    ax.set_xlabel("λ (weight of the uniform image)")
+    ax.set_ylabel("density")
+    ax.set_title("β < 1 favours nearly pure images, β > 1 even blends", fontsize=10)
+    ax.legend(fontsize=8)
     return fig

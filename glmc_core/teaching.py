@@ -43,7 +43,7 @@ def env_flag(name: str, default: bool) -> bool:
 
 
 def notebook_config(quick: bool = True, epochs: int | None = None, data_root: str | None = None,
-                    **overrides) -> tuple[Config, str]:
+                    quick_epochs: int | None = None, **overrides) -> tuple[Config, str]:
     """The configuration a teaching notebook trains with, and one line saying what it is.
 
     ``$GLMC_QUICK`` overrides ``quick``; ``data_root`` (else ``$GLMC_DATA_ROOT``) selects the real
@@ -51,19 +51,26 @@ def notebook_config(quick: bool = True, epochs: int | None = None, data_root: st
 
     * quick: a small ResNet-8 on a small subset for a few epochs (minutes on a laptop CPU);
     * full: the preset itself (for CIFAR-10-LT the paper's recipe, a GPU job) unless ``epochs`` is given.
+
+    Run from a ``notebooks/`` folder with ``$GLMC_CACHE_DIR`` unset, it points that variable at
+    ``../data/cache`` so decoded images land in the repository's git-ignored cache.
+    ``epochs`` applies in both modes; ``quick_epochs`` only in quick mode (default 8 on digits, 3 on CIFAR).
     """
     quick = env_flag("GLMC_QUICK", quick)
+    if not os.environ.get("GLMC_CACHE_DIR") and os.path.basename(os.getcwd()) == "notebooks":
+        # Run from notebooks/: cache decoded images in the repository's git-ignored data/cache, not notebooks/data.
+        os.environ["GLMC_CACHE_DIR"] = os.path.join(os.path.dirname(os.getcwd()), "data", "cache")
     data_root = data_root or os.environ.get("GLMC_DATA_ROOT") or None
     settings: dict = {"progress": False}
     if data_root:
         name = "cifar10-lt-if100"
         settings.update(data_root=data_root)
         if quick:
-            settings.update(_QUICK_CIFAR, epochs=epochs or 3)
+            settings.update(_QUICK_CIFAR, epochs=quick_epochs or 3)
     else:
         name = "digits-lt"
         if quick:
-            settings.update(epochs=epochs or 8)
+            settings.update(epochs=quick_epochs or 8)
     if epochs is not None:
         settings["epochs"] = epochs
     settings.update(overrides)
@@ -201,9 +208,12 @@ def projection_spread(model, x: torch.Tensor) -> dict[str, float]:
     return {"h_var": var_fraction(out["h"]), "r_var": var_fraction(out["features"]), "cos_u_h": float(cos)}
 
 
-def consistency_experiment(cfg: Config, data, stop_gradient: bool = True, probe_size: int = 256) -> list[dict]:
-    """Train GLMC for ``cfg.epochs`` with or without the stop-gradient of ``L_sim``; per epoch, the loss
-    terms, test accuracy and the collapse detectors of :func:`projection_spread` on a fixed test batch."""
+def consistency_experiment(cfg: Config, data, stop_gradient: bool = True,
+                           probe_size: int = 256) -> tuple[list[dict], torch.nn.Module]:
+    """Train GLMC for ``cfg.epochs`` with or without the stop-gradient of ``L_sim``.
+
+    Returns ``(history, model)``: per epoch, the loss terms, test accuracy and the collapse detectors of
+    :func:`projection_spread` on a fixed test batch; and the trained model."""
     state = build_state(cfg.replace(method="glmc"), data)
     x_probe, _ = next(eval_batches(data.test, cfg, state.device, data.mean, data.std, batch_size=probe_size))
     history = []
@@ -213,7 +223,7 @@ def consistency_experiment(cfg: Config, data, stop_gradient: bool = True, probe_
         acc = evaluate(state.model, data.test, cfg, data, state.device)
         history.append({"epoch": state.epoch, **terms, **{g: acc[g] for g in ("top1", "many", "medium", "few")},
                         **projection_spread(state.model, x_probe)})
-    return history
+    return history, state.model
 
 
 def compare_schedules(cfg: Config, data, schedules: Sequence[str] = ("paper", "linear", "cosine", "constant"),

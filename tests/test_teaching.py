@@ -16,6 +16,7 @@ def test_notebook_config_offline_digits_by_default(monkeypatch):
     cfg, note = teaching.notebook_config(quick=True)
     assert cfg.dataset == "digits" and cfg.model == "resnet8" and cfg.epochs == 8
     assert "offline digits" in note and "QUICK" in note
+    assert teaching.notebook_config(quick=True, quick_epochs=3)[0].epochs == 3
 
 
 def test_notebook_config_reads_the_environment(monkeypatch):
@@ -50,7 +51,8 @@ def test_consistency_experiment_and_schedule_runs_are_short_real_runs():
     cfg, _ = teaching.notebook_config(quick=True, epochs=1, n_max=30, test_per_class=10, imbalance_factor=5)
     data = prepare_data(cfg, progress=False)
     for sg in (True, False):
-        hist = teaching.consistency_experiment(cfg, data, stop_gradient=sg, probe_size=32)
+        hist, model = teaching.consistency_experiment(cfg, data, stop_gradient=sg, probe_size=32)
+        assert model.num_classes == 10
         assert len(hist) == 1 and 0 <= hist[0]["h_var"] <= 1 and -2 <= hist[0]["loss_sim"] <= 2
     runs = teaching.compare_schedules(cfg, data, ("paper", "constant"))
     assert runs["paper"][0]["alpha"] == 1.0 and runs["constant"][0]["alpha"] == 0.5
