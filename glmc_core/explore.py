@@ -13,6 +13,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from . import mixing
 from .data.longtail import GROUPS, longtail_counts, shot_groups
@@ -300,6 +301,8 @@ def plot_schedule_runs(histories: Mapping[str, Sequence[Mapping]]) -> Figure:
     ax_groups.set(ylabel="final test accuracy (%)", title="final epoch by group")
     for ax in (ax_acc, ax_alpha, ax_groups):
         ax.title.set_fontsize(10)
+    for ax in (ax_acc, ax_alpha):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
     return fig
 
 
@@ -342,6 +345,7 @@ def plot_collapse(histories: Mapping[str, Sequence[Mapping]]) -> Figure:
                     label=label)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[1].set_yscale("log")
     axes[0].legend(fontsize=8)
     return fig
