@@ -56,14 +56,24 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
     return -(target * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
 
 
-def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """``−mean cos(p, sg(z))``: no gradient flows into ``z`` (SimSiam's stop-gradient)."""
-    return -F.cosine_similarity(p.float(), z.detach().float(), dim=-1).mean()
+def negative_cosine(p: torch.Tensor, z: torch.Tensor, stop_gradient: bool = True) -> torch.Tensor:
+    """``−mean cos(p, sg(z))``: no gradient flows into ``z`` (SimSiam's stop-gradient).
+
+    ``stop_gradient=False`` lets the gradient flow into ``z`` too. That is *not* the method:
+    it exists only so notebook 03 can show why the stop-gradient matters (without it the
+    network can satisfy the loss trivially by collapsing its projections).
+    """
+    z = z.detach() if stop_gradient else z
+    return -F.cosine_similarity(p.float(), z.float(), dim=-1).mean()
 
 
-def consistency_loss(u_g: torch.Tensor, h_g: torch.Tensor, u_l: torch.Tensor, h_l: torch.Tensor) -> torch.Tensor:
-    """``L_sim = −cos(u_g, sg(h_l)) − cos(u_l, sg(h_g))`` (prediction ``u``, projection ``h``)."""
-    return negative_cosine(u_g, h_l) + negative_cosine(u_l, h_g)
+def consistency_loss(u_g: torch.Tensor, h_g: torch.Tensor, u_l: torch.Tensor, h_l: torch.Tensor,
+                     stop_gradient: bool = True) -> torch.Tensor:
+    """``L_sim = −cos(u_g, sg(h_l)) − cos(u_l, sg(h_g))`` (prediction ``u``, projection ``h``).
+
+    ``stop_gradient=False`` drops ``sg`` (teaching only, see :func:`negative_cosine`).
+    """
+    return negative_cosine(u_g, h_l, stop_gradient) + negative_cosine(u_l, h_g, stop_gradient)
 
 
 def glmc_loss(
@@ -73,6 +83,7 @@ def glmc_loss(
     alpha: float,
     gamma: float,
     reduction: str = "mean",
+    stop_gradient: bool = True,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The total GLMC loss and each of its terms.
 
@@ -84,6 +95,7 @@ def glmc_loss(
         gamma: weight of the consistency loss (the authors' ``contrast_weight``).
         reduction: ``"mean"`` averages the two mixtures (the paper's ``1/2N``);
             ``"sum"`` adds them, as the authors' code does (doubling both CE terms).
+        stop_gradient: keep the paper's ``sg`` in ``L_sim`` (always, except to demonstrate collapse).
 
     Returns:
         ``(total, terms)`` where ``terms`` holds ``loss_c``, ``loss_cb``, ``loss_sim`` and
@@ -100,7 +112,7 @@ def glmc_loss(
     else:
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
     if gamma:
-        loss_sim = consistency_loss(out_g["u"], out_g["h"], out_l["u"], out_l["h"])
+        loss_sim = consistency_loss(out_g["u"], out_g["h"], out_l["u"], out_l["h"], stop_gradient)
     else:
         loss_sim = torch.zeros((), device=loss_c.device)
     total = alpha * loss_c + (1.0 - alpha) * loss_cb + gamma * loss_sim

@@ -30,6 +30,7 @@ class StepContext:
     cutmix_label: str = "area"
     reduction: str = "mean"
     partner: torch.Tensor | None = None  # permutation of the uniform batch (MixUp / CutMix baselines)
+    stop_gradient: bool = True  # keep sg in L_sim; False only for notebook 03's collapse demonstration
 
 
 def _glmc(model, b, ctx: StepContext, gamma: float, alpha: float):
@@ -47,7 +48,7 @@ def _glmc(model, b, ctx: StepContext, gamma: float, alpha: float):
         "p_l_w": mixing.mix_labels(mixing.reweight_labels(p_u, wts), mixing.reweight_labels(p_r, wts), lam_l),
     }
     out_g, out_l = model(x_g), model(x_l)
-    return glmc_loss(out_g, out_l, targets, alpha, gamma, ctx.reduction)
+    return glmc_loss(out_g, out_l, targets, alpha, gamma, ctx.reduction, ctx.stop_gradient)
 
 
 def _glmc_full(model, b, ctx):

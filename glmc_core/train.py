@@ -141,8 +141,11 @@ def _emit(callbacks: Iterable[Callback], event: str, payload: dict) -> None:
 
 
 def train_one_epoch(state: TrainState, callbacks: Iterable[Callback] = (), stop: Callable[[], bool] | None = None,
-                    step_every: int = 10) -> dict | None:
-    """Train ``state.model`` for one epoch; returns the epoch's mean loss terms (None if stopped)."""
+                    step_every: int = 10, stop_gradient: bool = True) -> dict | None:
+    """Train ``state.model`` for one epoch; returns the epoch's mean loss terms (None if stopped).
+
+    ``stop_gradient=False`` drops the stop-gradient of ``L_sim`` (notebook 03's collapse demonstration only).
+    """
     cfg, epoch, model = state.cfg, state.epoch, state.model
     spec = METHOD_SPECS[cfg.method]
     alpha = alpha_schedule(epoch, cfg.epochs, cfg.alpha_schedule, cfg.alpha_constant) if spec.cumulative else 1.0
@@ -167,7 +170,7 @@ def train_one_epoch(state: TrainState, callbacks: Iterable[Callback] = (), stop:
         partner = torch.from_numpy(state.np_rng.permutation(b)).to(state.device) if cfg.method in (
             "mixup", "cutmix") else None
         ctx = StepContext(lam, box, alpha, cfg.gamma, state.class_weights, state.data.num_classes, cfg.cutmix_label,
-                          cfg.loss_reduction, partner)
+                          cfg.loss_reduction, partner, stop_gradient)
         loss, terms = step_loss(cfg.method, model, batch, ctx)
         if cpu and not bool(torch.isfinite(loss)):
             raise NonFiniteLoss(f"the loss became {float(loss)} at epoch {epoch + 1}, step {steps + 1}; "

@@ -1,0 +1,242 @@
+"""What the teaching notebooks compute: their configuration, the mixing of one pair, sweeps and small experiments.
+
+Everything here wires the package's own functions together (``mixing``, ``losses``,
+``methods``, ``data``, ``train``) so that what a notebook shows is exactly what trains;
+the figures of these results live in :mod:`glmc_core.explore`, the interactive views in
+:mod:`glmc_core.widgets`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from . import mixing
+from .config import Config, get_preset
+from .data import ClassResampler
+from .data.streams import eval_batches
+from .errors import GLMCError
+from .losses import alpha_schedule
+from .methods import StepContext, step_loss
+from .train import build_state, evaluate, fit, train_one_epoch
+
+__all__ = ["env_flag", "notebook_config", "mix_pair", "partner_class_counts", "loss_sweeps", "projection_spread",
+           "consistency_experiment", "compare_schedules", "alpha_curves"]
+
+# Quick CIFAR-10-LT for a 2-core CPU: a small ResNet on a few hundred images (n_max 300 at IF 100: 740 images).
+_QUICK_CIFAR = dict(model="resnet8", n_max=300, test_per_class=100, batch_size=64, lr=0.05, weight_decay=5e-4)
+
+
+def env_flag(name: str, default: bool) -> bool:
+    """``$name`` read as a boolean (1/0, true/false, yes/no, on/off); ``default`` when unset or empty."""
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return bool(default)
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise GLMCError(f"environment variable {name} must be 1/0, true/false, yes/no or on/off, got {raw!r}")
+
+
+def notebook_config(quick: bool = True, epochs: int | None = None, data_root: str | None = None,
+                    quick_epochs: int | None = None, **overrides) -> tuple[Config, str]:
+    """The configuration a teaching notebook trains with, and one line saying what it is.
+
+    ``$GLMC_QUICK`` overrides ``quick``; ``data_root`` (else ``$GLMC_DATA_ROOT``) selects the real
+    CIFAR-10-LT (IF 100), otherwise the offline ``digits-lt`` preset is used.
+
+    * quick: a small ResNet-8 on a small subset for a few epochs (minutes on a laptop CPU);
+    * full: the preset itself (for CIFAR-10-LT the paper's recipe, a GPU job) unless ``epochs`` is given.
+
+    Run from a ``notebooks/`` folder with ``$GLMC_CACHE_DIR`` unset, it points that variable at
+    ``../data/cache`` so decoded images land in the repository's git-ignored cache.
+    ``epochs`` applies in both modes; ``quick_epochs`` only in quick mode (default 8 on digits, 3 on CIFAR).
+    """
+    quick = env_flag("GLMC_QUICK", quick)
+    if not os.environ.get("GLMC_CACHE_DIR") and os.path.basename(os.getcwd()) == "notebooks":
+        # Run from notebooks/: cache decoded images in the repository's git-ignored data/cache, not notebooks/data.
+        os.environ["GLMC_CACHE_DIR"] = os.path.join(os.path.dirname(os.getcwd()), "data", "cache")
+    data_root = data_root or os.environ.get("GLMC_DATA_ROOT") or None
+    settings: dict = {"progress": False}
+    if data_root:
+        name = "cifar10-lt-if100"
+        settings.update(data_root=data_root)
+        if quick:
+            settings.update(_QUICK_CIFAR, epochs=quick_epochs or 3)
+    else:
+        name = "digits-lt"
+        if quick:
+            settings.update(epochs=quick_epochs or 8)
+    if epochs is not None:
+        settings["epochs"] = epochs
+    settings.update(overrides)
+    cfg = get_preset(name, **settings)
+    where = (f"real CIFAR-10-LT from {data_root}" if data_root else
+             "the offline digits preset (scikit-learn's 8x8 digits, long-tailed; set GLMC_DATA_ROOT to use CIFAR-10)")
+    mode = "QUICK mode (small model and subset, few epochs)" if quick else "FULL mode"
+    note = f"Data: {where}. {mode}: model {cfg.model}, {cfg.epochs} epochs, imbalance factor {cfg.imbalance_factor:g}."
+    return cfg, note
+
+
+def _as_float_image(img) -> torch.Tensor:
+    """uint8 ``(H, W, 3)`` (or float in [0, 1]) to a float ``(1, 3, H, W)`` tensor in [0, 1]."""
+    t = torch.as_tensor(np.asarray(img))
+    if t.dtype == torch.uint8:
+        t = t.float() / 255.0
+    return t.float().permute(2, 0, 1).unsqueeze(0)
+
+
+def mix_pair(img_u, img_r, y_u: int, y_r: int, counts: Sequence[int], lam: float, k: float = 1.2,
+             box_seed: int = 0, cutmix_label: str = "area") -> dict:
+    """Both mixtures of one (uniform, resampled) pair and all four soft labels, with the package's functions.
+
+    The box centre comes from ``np.random.default_rng(box_seed)``, so changing ``λ`` at a fixed seed
+    only grows or shrinks the box. Images are returned as float ``(H, W, 3)`` arrays in [0, 1].
+    """
+    x_u, x_r = _as_float_image(img_u), _as_float_image(img_r)  # (1, 3, H, W)
+    h, w = x_u.shape[-2:]
+    box = mixing.sample_box(np.random.default_rng(box_seed), h, w, lam)
+    x_g = mixing.global_mix(x_u, x_r, lam)
+    x_l = mixing.local_mix(x_u, x_r, box)
+    num_classes = len(counts)
+    p_u = mixing.one_hot(torch.tensor([y_u]), num_classes)
+    p_r = mixing.one_hot(torch.tensor([y_r]), num_classes)
+    lam_l = mixing.cutmix_label_weight(lam, box, h, w, cutmix_label)
+    weights = mixing.class_weights(counts, k)
+    pw_u, pw_r = mixing.reweight_labels(p_u, weights), mixing.reweight_labels(p_r, weights)
+
+    def img(x):
+        return x[0].permute(1, 2, 0).numpy()
+
+    return {"x_u": img(x_u), "x_r": img(x_r), "x_g": img(x_g), "x_l": img(x_l), "box": box, "lam": float(lam),
+            "lam_l": float(lam_l), "y_u": int(y_u), "y_r": int(y_r), "weights": weights.numpy(),
+            "p_g": mixing.mix_labels(p_u, p_r, lam)[0].numpy(), "p_l": mixing.mix_labels(p_u, p_r, lam_l)[0].numpy(),
+            "p_g_w": mixing.mix_labels(pw_u, pw_r, lam)[0].numpy(),
+            "p_l_w": mixing.mix_labels(pw_u, pw_r, lam_l)[0].numpy()}
+
+
+def partner_class_counts(labels, num_classes: int, qs: Sequence[float], conventions: Sequence[str] = ("instance",
+                         "class"), draws: int = 5000, seed: int = 0) -> dict[tuple[str, float], np.ndarray]:
+    """How often each class is drawn as the mixing partner: ``draws`` samples of :class:`ClassResampler`
+    for every (convention, q). Returns ``{(convention, q): counts per class}``."""
+    out = {}
+    for conv in conventions:
+        for q in qs:
+            sampler = ClassResampler(labels, num_classes, q, conv)
+            idx = sampler.sample(draws, torch.Generator().manual_seed(seed))
+            out[(conv, float(q))] = np.bincount(sampler.labels[idx].numpy(), minlength=num_classes)
+    return out
+
+
+class _MemoModel:
+    """Remembers the model's outputs per input (by value): the k and γ sweeps change only targets and
+    weights, so their mixtures need no new forward pass."""
+
+    def __init__(self, model):
+        self.model, self.cache = model, {}
+
+    def __call__(self, x: torch.Tensor):
+        key = (tuple(x.shape), hash(x.detach().cpu().numpy().tobytes()))
+        if key not in self.cache:
+            self.cache[key] = self.model(x)
+        return self.cache[key]
+
+
+@torch.no_grad()
+def _terms(model, batch, counts, lam, k, gamma, alpha, box, cutmix_label):
+    ctx = StepContext(lam, box, alpha, gamma, mixing.class_weights(counts, k), len(counts), cutmix_label)
+    _, terms = step_loss("glmc", model, batch, ctx)
+    return {name: float(v) for name, v in terms.items()}
+
+
+def loss_sweeps(model, batch: dict, counts: Sequence[int], lam: float = 0.5, k: float = 1.2, gamma: float = 1.0,
+                alpha: float = 0.5, lams=None, ks=None, gammas=None, box_seed: int = 0,
+                cutmix_label: str = "area") -> dict:
+    """Every GLMC loss term on one fixed batch while one of λ, k, γ moves and the others stay put.
+
+    Uses :func:`glmc_core.methods.step_loss` (the training step's own loss) with the model in
+    eval mode. Returns ``{"lam": {...}, "k": {...}, "gamma": {...}, "at": terms at (λ, k, γ)}``;
+    each sweep holds the swept ``values`` and one list per term.
+    """
+    lams = np.linspace(0.0, 1.0, 21) if lams is None else np.asarray(lams, dtype=float)
+    ks = np.linspace(0.0, 2.0, 11) if ks is None else np.asarray(ks, dtype=float)
+    gammas = np.linspace(0.0, 4.0, 9) if gammas is None else np.asarray(gammas, dtype=float)
+    h, w = batch["x_u1"].shape[-2:]
+
+    def box_for(la):
+        return mixing.sample_box(np.random.default_rng(box_seed), h, w, la)
+
+    was_training = model.training
+    model.eval()
+    memo = _MemoModel(model)
+    try:
+        sweeps = {"lam": [_terms(memo, batch, counts, v, k, gamma, alpha, box_for(v), cutmix_label) for v in lams],
+                  "k": [_terms(memo, batch, counts, lam, v, gamma, alpha, box_for(lam), cutmix_label) for v in ks],
+                  "gamma": [_terms(memo, batch, counts, lam, k, v, alpha, box_for(lam), cutmix_label)
+                            for v in gammas]}
+        at = _terms(memo, batch, counts, lam, k, gamma, alpha, box_for(lam), cutmix_label)
+    finally:
+        model.train(was_training)
+    out = {name: {"values": vals, **{t: np.array([r[t] for r in rows]) for t in rows[0]}}
+           for (name, rows), vals in zip(sweeps.items(), (lams, ks, gammas), strict=False)}
+    out["at"] = {**at, "lam": lam, "k": k, "gamma": gamma, "alpha": alpha}
+    return out
+
+
+@torch.no_grad()
+def projection_spread(model, x: torch.Tensor) -> dict[str, float]:
+    """Collapse detectors on a fixed batch ``x``.
+
+    ``h_var`` / ``r_var``: the fraction of the projections' (features') energy that differs between
+    images, ``tr Cov(h) / mean ‖h‖²``: 0 when every image gets the same vector (collapse), larger when
+    they spread out. ``cos_u_h``: mean cosine between ``u`` and ``h`` of the same images.
+    """
+    was_training = model.training
+    model.eval()
+    out = model(x)
+    model.train(was_training)
+
+    def var_fraction(v):
+        v = v.float()
+        return float(v.var(0, unbiased=False).sum() / v.pow(2).sum(1).mean().clamp_min(1e-12))
+
+    cos = torch.nn.functional.cosine_similarity(out["u"].float(), out["h"].float(), dim=1).mean()
+    return {"h_var": var_fraction(out["h"]), "r_var": var_fraction(out["features"]), "cos_u_h": float(cos)}
+
+
+def consistency_experiment(cfg: Config, data, stop_gradient: bool = True,
+                           probe_size: int = 256) -> tuple[list[dict], torch.nn.Module]:
+    """Train GLMC for ``cfg.epochs`` with or without the stop-gradient of ``L_sim``.
+
+    Returns ``(history, model)``: per epoch, the loss terms, test accuracy and the collapse detectors of
+    :func:`projection_spread` on a fixed test batch; and the trained model."""
+    state = build_state(cfg.replace(method="glmc"), data)
+    x_probe, _ = next(eval_batches(data.test, cfg, state.device, data.mean, data.std, batch_size=probe_size))
+    history = []
+    while state.epoch < cfg.epochs:
+        terms = train_one_epoch(state, stop_gradient=stop_gradient)
+        state.epoch += 1
+        acc = evaluate(state.model, data.test, cfg, data, state.device)
+        history.append({"epoch": state.epoch, **terms, **{g: acc[g] for g in ("top1", "many", "medium", "few")},
+                        **projection_spread(state.model, x_probe)})
+    return history, state.model
+
+
+def compare_schedules(cfg: Config, data, schedules: Sequence[str] = ("paper", "linear", "cosine", "constant"),
+                      log=None) -> dict[str, list[dict]]:
+    """One quick :func:`~glmc_core.train.fit` per α schedule (``Config.alpha_schedule``), same seed and data;
+    returns each run's per-epoch history."""
+    quiet = log if log is not None else (lambda msg: None)
+    return {s: fit(cfg.replace(alpha_schedule=s, method="glmc"), data=data, save=False, log=quiet).history
+            for s in schedules}
+
+
+def alpha_curves(total_epochs: int, schedules: Sequence[str] = ("paper", "linear", "cosine", "constant"),
+                 constant: float = 0.5) -> dict[str, np.ndarray]:
+    """α at each epoch ``T = 0 … T_max-1`` (what training uses) for each schedule."""
+    return {s: np.array([alpha_schedule(t, total_epochs, s, constant) for t in range(total_epochs)])
+            for s in schedules}
