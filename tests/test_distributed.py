@@ -87,9 +87,9 @@ def test_torchrun_two_processes_gloo(tmp_path):
     script.write_text(_WORKER)
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0",
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            str(script), str(tmp_path / "runs")], env=env, capture_output=True, text=True,
-                          timeout=900)
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((tmp_path / "runs" / f"rank{r}.json").read_text()) for r in range(2)]
     assert all(r["world"] == 2 and r["ddp"] and not r["fast"] for r in ranks)
