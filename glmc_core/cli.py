@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-fast", action="store_true",
                    help="eager reference step even on a GPU (default there: the captured fast step)")
     t.add_argument("--reference", action="store_true",
-                   help="the reference path: --no-fast plus --loader dataloader (PIL transforms, like the authors' code)")
+                   help="the reference path: --no-fast and --loader dataloader (PIL transforms, as the authors' code)")
     t.add_argument("--authors-quirks", action="store_true",
                    help="reproduce the authors' code: λ~Beta(1,1), CutMix label λ, per-image resampling, summed CE")
     t.add_argument("--deterministic", action="store_true", help="bit-for-bit repeatable runs (slower on a GPU)")

@@ -59,7 +59,7 @@ class DistEnv:
         keys = sorted(values)
         t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=_comm_device())
         dist.all_reduce(t)
-        return {k: float(v) / self.world_size for k, v in zip(keys, t.tolist())}
+        return {k: float(v) / self.world_size for k, v in zip(keys, t.tolist(), strict=True)}
 
     def gather_predictions(self, targets: np.ndarray, preds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every process's ``(targets, preds)`` concatenated, on every process."""

@@ -274,7 +274,7 @@ class FastRunner:
         self.last.copy_(terms)
 
     def _snapshot(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        tensors = [*self.model.state_dict(keep_vars=True).values(), *self.bufs]
+        tensors = [*self.model.state_dict(keep_vars=True).values(), *self.bufs, self.sums, self.last]
         return [(t, t.detach().clone()) for t in tensors]
 
     @staticmethod
@@ -290,7 +290,7 @@ class FastRunner:
         all_params = [p for p in self.model.parameters() if p.requires_grad]
         grads = torch.autograd.grad(loss, all_params, allow_unused=True)
         self._restore(snap)
-        self.params = [p for p, g in zip(all_params, grads) if g is not None]
+        self.params = [p for p, g in zip(all_params, grads, strict=True) if g is not None]
         opt = self.state_ref.optimizer
         self.bufs = []
         for p in self.params:
@@ -353,11 +353,11 @@ class FastRunner:
                 steps += 1
                 if callbacks and steps % step_every == 0:  # live plots only: this syncs with the device
                     payload = {"epoch": state.epoch + 1, "step": steps, "steps": total,
-                               **dict(zip(TERMS, self.last.tolist()))}
+                               **dict(zip(TERMS, self.last.tolist(), strict=True))}
                     for cb in callbacks:
                         cb("step", payload)
         lam_sum = float(sum(float(c["lam"].sum()) for c in chunks))
-        return {**dict(zip(TERMS, self.sums.tolist())), "steps": steps, "lambda_sum": lam_sum}
+        return {**dict(zip(TERMS, self.sums.tolist(), strict=True)), "steps": steps, "lambda_sum": lam_sum}
 
     @torch.no_grad()
     def evaluate(self, split, state) -> dict | None:

@@ -31,7 +31,7 @@ def test_shards_are_disjoint_and_make_up_the_global_batch():
     streams = [ShardedTensorStream(build_state(_tiny()).stream, env) for env in envs]
     per_rank = [list(s.global_batches()) for s in streams]
     assert len(per_rank[0]) == len(per_rank[1]) > 1
-    for (u0, r0), (u1, r1) in zip(*per_rank):
+    for (u0, r0), (u1, r1) in zip(*per_rank, strict=True):
         assert torch.equal(u0, u1) and torch.equal(r0, r1)  # same seed: the same global batches everywhere
         a, b = shard(u0, envs[0]), shard(u0, envs[1])
         assert not set(a.tolist()) & set(b.tolist())  # the uniform part: disjoint shards

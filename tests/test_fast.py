@@ -12,8 +12,15 @@ import torch.nn.functional as F
 from glmc_core import get_preset, mixing
 from glmc_core.data.samplers import ClassResampler
 from glmc_core.data.streams import LoaderStream
-from glmc_core.fast import (FastRunner, StepSetup, draw_plan, fast_path_reason, fast_step_loss, maybe_fast_runner,
-                            sgd_update)
+from glmc_core.fast import (
+    FastRunner,
+    StepSetup,
+    draw_plan,
+    fast_path_reason,
+    fast_step_loss,
+    maybe_fast_runner,
+    sgd_update,
+)
 from glmc_core.methods import METHOD_SPECS, StepContext, step_loss
 from glmc_core.models import build_model
 from glmc_core.train import build_state, fit
@@ -36,7 +43,7 @@ def _setup(method, c=4, cutmix_label="area", reduction="mean", padding=2, counts
 def _reference_view(images, idx, oy, ox, flip, padding, mean, std):
     """Crop and flip one image at a time (as torchvision would), then normalise."""
     out = []
-    for i, y, x, f in zip(idx.tolist(), oy.tolist(), ox.tolist(), flip.tolist()):
+    for i, y, x, f in zip(idx.tolist(), oy.tolist(), ox.tolist(), flip.tolist(), strict=True):
         img = F.pad(images[i], (padding,) * 4)[:, y : y + images.shape[2], x : x + images.shape[3]]
         out.append(img.flip(-1) if f else img)
     x = torch.stack(out).float() / 255.0
@@ -81,11 +88,11 @@ def test_fast_step_equals_reference_step(method, cutmix_label, reduction):
 
     for k in terms_r:
         assert torch.allclose(terms_f[k].float(), terms_r[k].float(), rtol=1e-5, atol=1e-6), k
-    for (name, pf), pr in zip(m_fast.named_parameters(), m_ref.parameters()):
+    for (name, pf), pr in zip(m_fast.named_parameters(), m_ref.parameters(), strict=True):
         assert (pf.grad is None) == (pr.grad is None), name
         if pr.grad is not None:
             assert torch.allclose(pf.grad, pr.grad, rtol=1e-4, atol=1e-6), name
-    for bf, br in zip(m_fast.buffers(), m_ref.buffers()):  # batch-norm statistics moved the same way
+    for bf, br in zip(m_fast.buffers(), m_ref.buffers(), strict=True):  # batch-norm statistics moved the same way
         assert torch.allclose(bf.float(), br.float(), atol=1e-6)
 
 
@@ -104,7 +111,7 @@ def test_draw_plan_shapes_permutation_and_reference_draws():
     for _ in range(4):
         lam = mixing.sample_lambda(rng, 0.5)
         want.append((lam, tuple(mixing.sample_box(rng, 16, 16, lam))))
-    got = [(float(lam), tuple(box.tolist())) for c in chunks for lam, box in zip(c["lam"], c["box"])]
+    got = [(float(lam), tuple(box.tolist())) for c in chunks for lam, box in zip(c["lam"], c["box"], strict=True)]
     assert got == want
 
 
@@ -128,13 +135,13 @@ def test_sgd_update_matches_torch_sgd():
     bufs = [torch.zeros_like(p) for p in params]
     for _ in range(4):
         grads = [torch.randn_like(p) for p in params]
-        for r, g in zip(ref, grads):
+        for r, g in zip(ref, grads, strict=True):
             r.grad = g.clone()
         opt.step()
         sgd_update(params, grads, bufs, torch.tensor(0.1), 0.9, 5e-3)
-    for p, r in zip(params, ref):
+    for p, r in zip(params, ref, strict=True):
         assert torch.allclose(p, r.detach(), rtol=1e-6, atol=1e-7)
-    for b, r in zip(bufs, ref):
+    for b, r in zip(bufs, ref, strict=True):
         assert torch.allclose(b, opt.state[r]["momentum_buffer"], rtol=1e-6, atol=1e-7)
 
 
@@ -176,10 +183,11 @@ def test_fast_epoch_equals_reference_steps_on_the_same_draws(method):
     assert out["steps"] == steps
     for k in sums:
         assert out[k] == pytest.approx(sums[k], rel=1e-4, abs=1e-5)
-    for (name, pf), pr in zip(state.model.named_parameters(), ref_model.parameters()):
+    for (name, pf), pr in zip(state.model.named_parameters(), ref_model.parameters(), strict=True):
         assert torch.allclose(pf, pr, rtol=1e-4, atol=1e-5), name
     # the optimiser's own state holds the fast path's momentum (so checkpoints carry it)
-    assert all(state.optimizer.state[p]["momentum_buffer"] is b for p, b in zip(runner.params, runner.bufs))
+    pairs = zip(runner.params, runner.bufs, strict=True)
+    assert all(state.optimizer.state[p]["momentum_buffer"] is b for p, b in pairs)
 
 
 def test_fast_resume_is_exact(tmp_path):
@@ -191,7 +199,7 @@ def test_fast_resume_is_exact(tmp_path):
     assert part.epoch == 1
     resumed = fit(resume=tmp_path / "parted", fast=True, log=lambda m: None)
     assert resumed.epoch == 2
-    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     assert [r["total"] for r in straight.history] == [r["total"] for r in resumed.history]
 
