@@ -190,6 +190,7 @@ def test_fast_epoch_equals_reference_steps_on_the_same_draws(method):
     assert all(state.optimizer.state[p]["momentum_buffer"] is b for p, b in pairs)
 
 
+@pytest.mark.slow
 def test_fast_resume_is_exact(tmp_path):
     cfg = _tiny(out=str(tmp_path), run_name="straight")
     straight = fit(cfg, fast=True, log=lambda m: None)
@@ -234,3 +235,23 @@ def test_fast_path_falls_back_cleanly_on_the_cpu():
 def test_fit_without_gpu_trains_with_the_reference_step(tmp_path):
     state = fit(_tiny(epochs=1), save=False, log=lambda m: None)
     assert state.fast is False and len(state.history) == 1
+
+
+@pytest.mark.parametrize("flag,loader", [("--no-fast", "auto"), ("--reference", "dataloader")])
+def test_cli_flags_select_the_reference_path(flag, loader, monkeypatch):
+    from glmc_core import cli
+
+    seen = {}
+
+    def fake_fit(cfg=None, **kw):
+        seen.update(cfg=cfg, **kw)
+        raise SystemExit(0)
+
+    monkeypatch.setattr("glmc_core.train.fit", fake_fit)
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--preset", "digits-lt", flag])
+    assert seen["cfg"].fast is False and seen["loader"] == loader
+    seen.clear()
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--preset", "digits-lt"])
+    assert seen["cfg"].fast is True and seen["loader"] == "auto"  # default: fast wherever there is a GPU
