@@ -27,6 +27,7 @@ from .config import Config
 from .data import LongTailData, prepare_data
 from .data.streams import eval_batches, make_train_stream
 from .errors import GLMCError
+from .fast import maybe_fast_runner
 from .losses import alpha_schedule
 from .methods import METHOD_SPECS, StepContext, step_loss
 from .metrics import summarize
@@ -154,8 +155,6 @@ def train_one_epoch(state: TrainState, callbacks: Iterable[Callback] = (), stop:
         group["lr"] = lr
     model.train()
     if state.fast is None:  # the fast path (glmc_core/fast.py) where it applies: same maths, captured step
-        from .fast import maybe_fast_runner
-
         state.fast = maybe_fast_runner(state) or False
     if state.fast:
         out = state.fast.run_epoch(state, alpha, lr, callbacks, stop, step_every)
@@ -314,9 +313,7 @@ def fit(cfg: Config | None = None, *, data: LongTailData | None = None, resume: 
         state.run_dir = _new_run_dir(cfg)
         _write_text_atomic(state.run_dir / "config.json", cfg.to_json() + "\n")
     distributed.attach(state, env)
-    from .fast import maybe_fast_runner  # chosen after the checkpoint is loaded: the runner holds optimiser buffers
-
-    state.fast = maybe_fast_runner(state, fast) or False
+    state.fast = maybe_fast_runner(state, fast) or False  # after the checkpoint: the runner holds optimiser buffers
     if save and state.run_dir is not None:  # metrics.jsonl always mirrors the checkpoint's history
         _write_text_atomic(state.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state.history))
     select = "val_top1" if state.data.val is not None else "top1"

@@ -255,3 +255,22 @@ def test_cli_flags_select_the_reference_path(flag, loader, monkeypatch):
     with pytest.raises(SystemExit):
         cli.main(["train", "--preset", "digits-lt"])
     assert seen["cfg"].fast is True and seen["loader"] == "auto"  # default: fast wherever there is a GPU
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_captured_step_matches_the_eager_fast_step():
+    """On a GPU: the CUDA-graph replay trains like the same step run eagerly (fp32, same draws)."""
+    cfg = _tiny(device="cuda", epochs=3)
+    states = [build_state(cfg) for _ in range(2)]
+    runners = [FastRunner(states[0], capture=True, bf16=False, channels_last=False),
+               FastRunner(states[1], capture=False, bf16=False, channels_last=False)]
+    for epoch in range(2):
+        outs = [r.run_epoch(s, alpha=1.0 - epoch / 3, lr=0.05) for r, s in zip(runners, states, strict=True)]
+        for k in ("loss_c", "loss_cb", "loss_sim", "total"):
+            assert outs[0][k] == pytest.approx(outs[1][k], rel=1e-3, abs=1e-4), (epoch, k)
+    for a, b in zip(states[0].model.state_dict().values(), states[1].model.state_dict().values(), strict=True):
+        assert torch.allclose(a.float(), b.float(), rtol=1e-3, atol=1e-4)
+    # the default GPU settings (bf16, channels_last, capture) train through fit and evaluate on the device
+    state = fit(cfg, save=False, log=lambda m: None)
+    assert isinstance(state.fast, FastRunner) and state.fast.capture
+    assert all(np.isfinite(r["total"]) for r in state.history)
