@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["CIFAR10_MEAN", "CIFAR10_STD", "IMAGENET_MEAN", "IMAGENET_STD", "random_crop_flip", "normalize"]
+__all__ = ["CIFAR10_MEAN", "CIFAR10_STD", "IMAGENET_MEAN", "IMAGENET_STD", "random_crop_flip", "crop_flip", "normalize"]
 
 # The authors' CIFAR-10 statistics (their util.get_transform).
 CIFAR10_MEAN = (0.49139968, 0.48215827, 0.44653124)
@@ -26,19 +26,31 @@ def random_crop_flip(images: torch.Tensor, padding: int, generator: torch.Genera
     Equivalent to torchvision's ``RandomCrop(H, padding)`` and ``RandomHorizontalFlip()``
     applied to each image independently. ``images``: ``(B, C, H, W)``, any dtype.
     """
-    b, _, h, w = images.shape
+    b = images.shape[0]
     dev = images.device
     if padding > 0:
-        padded = F.pad(images, (padding, padding, padding, padding))
         oy = torch.randint(0, 2 * padding + 1, (b,), device=dev, generator=generator)
         ox = torch.randint(0, 2 * padding + 1, (b,), device=dev, generator=generator)
     else:
-        padded = images
         oy = ox = torch.zeros(b, dtype=torch.long, device=dev)
+    do_flip = torch.rand(b, device=dev, generator=generator) < 0.5 if flip else None
+    return crop_flip(images, padding, oy, ox, do_flip)
+
+
+def crop_flip(images: torch.Tensor, padding: int, oy: torch.Tensor, ox: torch.Tensor,
+              do_flip: torch.Tensor | None = None) -> torch.Tensor:
+    """The crop and flip of :func:`random_crop_flip` for given draws (no randomness, static shapes).
+
+    ``oy``, ``ox``: ``(B,)`` offsets in ``[0, 2·padding]`` into the zero-padded image;
+    ``do_flip``: ``(B,)`` bools, or None for no flip. The fast path draws these for a
+    whole epoch at once and replays this function inside a captured CUDA graph.
+    """
+    b, _, h, w = images.shape
+    dev = images.device
+    padded = F.pad(images, (padding, padding, padding, padding)) if padding > 0 else images
     rows = (oy[:, None] + torch.arange(h, device=dev)[None, :])  # (B, H)
     cols = (ox[:, None] + torch.arange(w, device=dev)[None, :])  # (B, W)
-    if flip:
-        do_flip = torch.rand(b, device=dev, generator=generator) < 0.5
+    if do_flip is not None:
         cols = torch.where(do_flip[:, None], cols.flip(1), cols)
     batch = torch.arange(b, device=dev)[:, None, None]
     out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)

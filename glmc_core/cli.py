@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--method", help=f"one of: {', '.join(METHODS)}")
     t.add_argument("--loader", choices=("auto", "tensor", "dataloader"), default="auto",
                    help="batches from device tensors or from a DataLoader with PIL transforms (reference path)")
+    t.add_argument("--no-fast", action="store_true",
+                   help="eager reference step even on a GPU (default there: the captured fast step)")
+    t.add_argument("--reference", action="store_true",
+                   help="the reference path: --no-fast and --loader dataloader (PIL transforms, as the authors' code)")
     t.add_argument("--authors-quirks", action="store_true",
                    help="reproduce the authors' code: λ~Beta(1,1), CutMix label λ, per-image resampling, summed CE")
     t.add_argument("--deterministic", action="store_true", help="bit-for-bit repeatable runs (slower on a GPU)")
@@ -84,6 +88,8 @@ def _train_config(args) -> Config:
         overrides["deterministic"] = True
     if args.no_progress:
         overrides["progress"] = False
+    if args.no_fast or args.reference:
+        overrides["fast"] = False
     for key, value in args.set:
         overrides[key] = value
     if not args.preset:
@@ -93,13 +99,19 @@ def _train_config(args) -> Config:
 
 
 def _cmd_train(args) -> int:
+    from .distributed import cleanup
     from .train import fit
 
-    if args.resume:
-        state = fit(resume=args.resume, device=args.device)
-    else:
-        state = fit(_train_config(args), loader=args.loader)
-    if state.history:
+    loader = "dataloader" if args.reference else args.loader
+    fast = False if (args.no_fast or args.reference) else None
+    try:
+        if args.resume:
+            state = fit(resume=args.resume, device=args.device, loader=loader, fast=fast)
+        else:
+            state = fit(_train_config(args), loader=loader)
+    finally:
+        cleanup()  # leave the torchrun process group, if any
+    if state.history and state.dist.is_main:
         last = state.history[-1]
         print(f"run folder: {state.run_dir}")
         print(_table({"final (epoch %d)" % last["epoch"]: last, "best (epoch %d)" % state.best["epoch"]: state.best}))

@@ -21,12 +21,13 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
-from . import mixing
+from . import distributed, mixing
 from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from .config import Config
 from .data import LongTailData, prepare_data
 from .data.streams import eval_batches, make_train_stream
 from .errors import GLMCError
+from .fast import maybe_fast_runner
 from .losses import alpha_schedule
 from .methods import METHOD_SPECS, StepContext, step_loss
 from .metrics import summarize
@@ -89,6 +90,9 @@ class TrainState:
     epoch: int = 0  # completed epochs
     history: list[dict] = field(default_factory=list)
     best: dict | None = None
+    fast: object = None  # glmc_core.fast.FastRunner, False for the reference step, None: not chosen yet
+    dist: distributed.DistEnv = field(default_factory=distributed.DistEnv)  # this process's place in a torchrun job
+    ddp: torch.nn.Module | None = None  # the DistributedDataParallel wrapper of ``model`` (several processes)
 
     def checkpoint_dict(self) -> dict:
         return {
@@ -153,6 +157,15 @@ def train_one_epoch(state: TrainState, callbacks: Iterable[Callback] = (), stop:
     for group in state.optimizer.param_groups:
         group["lr"] = lr
     model.train()
+    if state.fast is None:  # the fast path (glmc_core/fast.py) where it applies: same maths, captured step
+        state.fast = maybe_fast_runner(state) or False
+    if state.fast and stop_gradient:  # the captured step always stops the gradient
+        out = state.fast.run_epoch(state, alpha, lr, callbacks, stop, step_every)
+        if out is None:
+            return None
+        steps, lam_sum = out.pop("steps"), out.pop("lambda_sum")
+        return _epoch_means(state, out, steps, lam_sum, alpha, lr)
+    net = state.ddp if state.ddp is not None else model  # DDP averages the gradients over processes
     sums: dict[str, torch.Tensor] = {}
     lam_sum, steps = 0.0, 0
     cpu = state.device.type == "cpu"
@@ -171,7 +184,7 @@ def train_one_epoch(state: TrainState, callbacks: Iterable[Callback] = (), stop:
             "mixup", "cutmix") else None
         ctx = StepContext(lam, box, alpha, cfg.gamma, state.class_weights, state.data.num_classes, cfg.cutmix_label,
                           cfg.loss_reduction, partner, stop_gradient)
-        loss, terms = step_loss(cfg.method, model, batch, ctx)
+        loss, terms = step_loss(cfg.method, net, batch, ctx)
         if cpu and not bool(torch.isfinite(loss)):
             raise NonFiniteLoss(f"the loss became {float(loss)} at epoch {epoch + 1}, step {steps + 1}; "
                                 f"the run stopped and its last good checkpoint is kept (try a lower --lr)")
@@ -185,10 +198,17 @@ def train_one_epoch(state: TrainState, callbacks: Iterable[Callback] = (), stop:
         if callbacks and steps % step_every == 0:
             _emit(callbacks, "step", {"epoch": epoch + 1, "step": steps, "steps": len(state.stream),
                                       **{k: float(v) for k, v in terms.items()}})
+    return _epoch_means(state, sums, steps, lam_sum, alpha, lr)
+
+
+def _epoch_means(state: TrainState, sums: dict, steps: int, lam_sum: float, alpha: float, lr: float) -> dict:
+    """The epoch's record from summed loss terms: means, averaged over processes; stops on NaN."""
     means = {k: float(v) / max(steps, 1) for k, v in sums.items()}
+    means = state.dist.mean(means)
+    state.dist.sync_buffers(state.model)  # every process evaluates rank 0's batch-norm statistics
     if not all(math.isfinite(v) for v in means.values()):
-        raise NonFiniteLoss(f"the loss became NaN or infinite during epoch {epoch + 1}; the run stopped and its "
-                            f"last good checkpoint is kept (try a lower --lr)")
+        raise NonFiniteLoss(f"the loss became NaN or infinite during epoch {state.epoch + 1}; the run stopped and "
+                            f"its last good checkpoint is kept (try a lower --lr)")
     return {**means, "alpha": alpha, "lr": lr, "lambda_mean": lam_sum / max(steps, 1)}
 
 
@@ -217,6 +237,21 @@ def evaluate(model, split, cfg: Config, data: LongTailData, device) -> dict:
     return summarize(t, p, data.num_classes, data.groups)
 
 
+def _evaluate_split(state: TrainState, split) -> dict:
+    """:func:`evaluate` through the fast path's cached device copy, or sharded over processes."""
+    if state.fast:
+        result = state.fast.evaluate(split, state)
+        if result is not None:
+            return result
+    if state.dist.active:
+        idx = np.arange(state.dist.rank, len(split), state.dist.world_size)
+        t, p = predict(state.model, split.subset(idx), state.cfg, state.data, state.device) if len(idx) else \
+            (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        t, p = state.dist.gather_predictions(t, p)
+        return summarize(t, p, state.data.num_classes, state.data.groups)
+    return evaluate(state.model, split, state.cfg, state.data, state.device)
+
+
 def _new_run_dir(cfg: Config) -> Path:
     name = cfg.run_name or f"{cfg.preset or cfg.dataset}-{cfg.method}-{datetime.now():%Y%m%d-%H%M%S}"
     run_dir = Path(cfg.out) / name
@@ -235,7 +270,8 @@ def _write_text_atomic(path: Path, text: str) -> None:
 
 def fit(cfg: Config | None = None, *, data: LongTailData | None = None, resume: str | os.PathLike | None = None,
         callbacks: Iterable[Callback] = (), stop: Callable[[], bool] | None = None, save: bool = True,
-        device: str | None = None, loader: str = "auto", log: Callable[[str], None] | None = None) -> TrainState:
+        device: str | None = None, loader: str = "auto", log: Callable[[str], None] | None = None,
+        fast: bool | None = None) -> TrainState:
     """Train (or resume) a run; returns the final :class:`TrainState`.
 
     Args:
@@ -248,8 +284,14 @@ def fit(cfg: Config | None = None, *, data: LongTailData | None = None, resume: 
         device: override the device (e.g. resume a GPU run on the CPU).
         loader: ``"auto"``, ``"tensor"`` or ``"dataloader"`` (the reference path).
         log: where one-line progress messages go (default: stderr).
+        fast: None: the fast path when ``cfg.fast`` and the device is a CUDA GPU; True: the fast
+            step wherever it applies (eagerly on the CPU); False: the reference step.
+
+    Under ``torchrun`` with several processes, each trains a DDP replica (see
+    :mod:`glmc_core.distributed`) and only rank 0 writes the run folder and logs.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    env = distributed.from_environ()
     callbacks = list(callbacks)
     ck = None
     if resume is not None:
@@ -260,6 +302,11 @@ def fit(cfg: Config | None = None, *, data: LongTailData | None = None, resume: 
         raise GLMCError("fit needs a config or a run folder to resume")
     if device is not None:
         cfg = cfg.replace(device=device)
+    if env.active:  # one replica per process; rank 0 alone writes and talks
+        cfg = distributed.setup(cfg, env)
+        save = save and env.is_main
+        log = log if env.is_main else (lambda msg: None)
+        callbacks = callbacks if env.is_main else []
     state = build_state(cfg, data, loader)
     if ck is not None:
         state.load_checkpoint_dict(ck, str(resume))
@@ -268,6 +315,8 @@ def fit(cfg: Config | None = None, *, data: LongTailData | None = None, resume: 
     elif save:
         state.run_dir = _new_run_dir(cfg)
         _write_text_atomic(state.run_dir / "config.json", cfg.to_json() + "\n")
+    distributed.attach(state, env)
+    state.fast = maybe_fast_runner(state, fast) or False  # after the checkpoint: the runner holds optimiser buffers
     if save and state.run_dir is not None:  # metrics.jsonl always mirrors the checkpoint's history
         _write_text_atomic(state.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state.history))
     select = "val_top1" if state.data.val is not None else "top1"
@@ -278,9 +327,9 @@ def fit(cfg: Config | None = None, *, data: LongTailData | None = None, resume: 
             log(f"stopped during epoch {state.epoch + 1}; the last checkpoint holds epoch {state.epoch}")
             break
         t1 = time.perf_counter()
-        record = {"epoch": state.epoch + 1, **evaluate(state.model, state.data.test, cfg, state.data, state.device)}
+        record = {"epoch": state.epoch + 1, **_evaluate_split(state, state.data.test)}
         if state.data.val is not None:
-            v = evaluate(state.model, state.data.val, cfg, state.data, state.device)
+            v = _evaluate_split(state, state.data.val)
             record.update({f"val_{k}": v[k] for k in ("top1", "many", "medium", "few")})
         record.update(terms)
         record.update({"train_seconds": t1 - t0, "seconds": time.perf_counter() - t0})

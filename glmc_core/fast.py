@@ -1,0 +1,385 @@
+"""The fast training path: one captured step per batch, every random draw made once per epoch.
+
+The reference step (:func:`glmc_core.train.train_one_epoch`) is the definition of the method;
+this module trains the *same* model with the same losses, schedules and sampling, but
+
+* keeps the uint8 training images on the device and builds each step's four views
+  (two of the uniform batch, two of the resampled batch) with index gathers;
+* draws a whole epoch's randomness up front (:func:`draw_plan`): the uniform permutation,
+  the class-resampled indices, crop offsets and flips from the run's device generator, and
+  λ and the CutMix box from the run's numpy generator with the very functions the reference
+  path uses (:func:`~glmc_core.mixing.sample_lambda`, :func:`~glmc_core.mixing.sample_box`),
+  so both generators stay in the checkpoint and resume stays exact;
+* builds the local mixture from a box *tensor* (a mask, static shapes) and feeds λ, α and the
+  learning rate through static device tensors, so nothing in a step talks to the host;
+* replaces ``loss.backward(); optimizer.step()`` by ``autograd.grad`` and a foreach SGD update
+  (:func:`sgd_update`) on the optimiser's own momentum buffers (identical maths to
+  :class:`torch.optim.SGD`);
+* on a CUDA GPU, captures the whole step (gathers, crop, flip, normalisation, both mixtures,
+  both forward passes, every loss, backward, optimiser) in one CUDA graph per batch size,
+  under bf16 autocast with channels_last, and replays it: one launch per step.
+
+On the CPU the same step runs eagerly (``capture=False``), which is what the equivalence
+tests compare against the reference step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+
+from . import mixing
+from .augment import crop_flip, normalize
+from .data.sources import ArraySplit
+from .data.streams import TensorStream
+from .losses import glmc_loss
+from .methods import StepContext, step_loss
+from .metrics import summarize
+
+__all__ = ["FAST_METHODS", "TERMS", "StepSetup", "draw_plan", "fast_step_loss", "sgd_update", "FastRunner",
+           "fast_path_reason", "maybe_fast_runner"]
+
+# The partner-permutation baselines (mixup, cutmix) keep the reference step.
+FAST_METHODS = ("glmc", "glmc-no-consistency", "glmc-no-cumulative", "cumulative-only", "ce")
+TERMS = ("loss_c", "loss_cb", "loss_sim", "total")
+_VIEWS = 4  # x_u1, x_u2 (uniform batch), x_r1, x_r2 (resampled batch)
+
+
+@dataclass(frozen=True)
+class StepSetup:
+    """What a step needs besides its random draws; fixed for the whole run."""
+
+    method: str
+    num_classes: int
+    class_weights: torch.Tensor  # (C,) on the device
+    gamma: float
+    cutmix_label: str
+    reduction: str
+    padding: int
+    mean: torch.Tensor  # (3,) float32 on the device
+    std: torch.Tensor
+    channels_last: bool = False
+    autocast_dtype: torch.dtype | None = None  # e.g. torch.bfloat16 on a GPU
+
+
+def draw_plan(num_samples: int, batch_size: int, sample_probs: torch.Tensor, gen: torch.Generator,
+              np_rng: np.random.Generator, height: int, width: int, padding: int, flip: bool, beta: float,
+              authors_beta: bool = False) -> list[dict[str, torch.Tensor]]:
+    """One epoch of random draws, as chunks of steps with equal batch size.
+
+    Returns a list of (at most two) dicts, the full batches and the last partial one, each
+    holding per-step tensors on ``gen``'s device: ``idx_u``, ``idx_r`` ``(S, b)``; ``oy``,
+    ``ox``, ``flip`` ``(S, 4, b)``; ``box`` ``(S, 4)`` as ``y0, y1, x0, x1``; ``lam`` ``(S,)``
+    (float64). The uniform indices are a permutation of the training set (plain shuffling);
+    the resampled ones are drawn with replacement with ``sample_probs`` (the reference
+    path's :class:`~glmc_core.data.samplers.ClassResampler`).
+    """
+    dev = gen.device
+    perm = torch.randperm(num_samples, device=dev, generator=gen)
+    idx_r = torch.multinomial(sample_probs.to(dev), num_samples, replacement=True, generator=gen)
+    if padding > 0:
+        oy = torch.randint(0, 2 * padding + 1, (_VIEWS, num_samples), device=dev, generator=gen)
+        ox = torch.randint(0, 2 * padding + 1, (_VIEWS, num_samples), device=dev, generator=gen)
+    else:
+        oy = ox = torch.zeros(_VIEWS, num_samples, dtype=torch.long, device=dev)
+    flips = (torch.rand(_VIEWS, num_samples, device=dev, generator=gen) < 0.5) if flip else \
+        torch.zeros(_VIEWS, num_samples, dtype=torch.bool, device=dev)
+    steps = math.ceil(num_samples / batch_size)
+    lams, boxes = [], []
+    for _ in range(steps):  # same draws, in the same order, as the reference step
+        lam = mixing.sample_lambda(np_rng, beta, authors_beta)
+        lams.append(lam)
+        boxes.append(tuple(mixing.sample_box(np_rng, height, width, lam)))
+    lam_t = torch.tensor(lams, dtype=torch.float64).to(dev)
+    box_t = torch.tensor(boxes, dtype=torch.long).to(dev)
+    full = num_samples // batch_size
+    chunks = []
+    for first, count, b in ((0, full, batch_size), (full, steps - full, num_samples - full * batch_size)):
+        if count == 0:
+            continue
+        lo, hi = first * batch_size, first * batch_size + count * b
+        chunks.append({
+            "idx_u": perm[lo:hi].view(count, b), "idx_r": idx_r[lo:hi].view(count, b),
+            "oy": oy[:, lo:hi].view(_VIEWS, count, b).transpose(0, 1),
+            "ox": ox[:, lo:hi].view(_VIEWS, count, b).transpose(0, 1),
+            "flip": flips[:, lo:hi].view(_VIEWS, count, b).transpose(0, 1),
+            "box": box_t[first : first + count], "lam": lam_t[first : first + count],
+        })
+    return chunks
+
+
+def _box_mask(box: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``(H, W)`` bool, True inside the box ``(y0, y1, x0, x1)``: a tensor version of :func:`mixing.box_mask`."""
+    rows = torch.arange(height, device=box.device)
+    cols = torch.arange(width, device=box.device)
+    in_rows = (rows >= box[0]) & (rows < box[1])
+    in_cols = (cols >= box[2]) & (cols < box[3])
+    return in_rows[:, None] & in_cols[None, :]
+
+
+def _views(images, labels, draws, setup: StepSetup) -> dict[str, torch.Tensor]:
+    """The reference stream's batch dict (normalised float views) from one step's draws."""
+    out = {"y_u": labels[draws["idx_u"]], "y_r": labels[draws["idx_r"]]}
+    for v, (name, key) in enumerate((("x_u1", "idx_u"), ("x_u2", "idx_u"), ("x_r1", "idx_r"), ("x_r2", "idx_r"))):
+        x = crop_flip(images[draws[key]], setup.padding, draws["oy"][v], draws["ox"][v], draws["flip"][v])
+        x = normalize(x, setup.mean, setup.std)  # (B, 3, H, W) float32
+        out[name] = x.contiguous(memory_format=torch.channels_last) if setup.channels_last else x
+    return out
+
+
+def _glmc_fast(model, b, lam, box, alpha, gamma: float, setup: StepSetup):
+    """:func:`glmc_core.methods._glmc` with λ and the box as device tensors (no host values)."""
+    c, wts = setup.num_classes, setup.class_weights
+    h, w = b["x_u1"].shape[-2:]
+    # λ stays float64, like the reference's Python float: 1 − λ is rounded once, to float32, in both paths
+    x_g = mixing.global_mix(b["x_u1"], b["x_r1"], lam)
+    x_l = torch.where(_box_mask(box, h, w), b["x_r2"], b["x_u2"])  # the box is pasted from the resampled batch
+    if setup.cutmix_label == "area":
+        lam_l = 1.0 - ((box[1] - box[0]) * (box[3] - box[2])).double() / float(h * w)
+    else:
+        lam_l = lam
+    p_u, p_r = mixing.one_hot(b["y_u"], c), mixing.one_hot(b["y_r"], c)
+    pw_u, pw_r = mixing.reweight_labels(p_u, wts), mixing.reweight_labels(p_r, wts)
+    targets = {"p_g": mixing.mix_labels(p_u, p_r, lam), "p_l": mixing.mix_labels(p_u, p_r, lam_l),
+               "p_g_w": mixing.mix_labels(pw_u, pw_r, lam), "p_l_w": mixing.mix_labels(pw_u, pw_r, lam_l)}
+    with _autocast(setup):
+        out_g, out_l = model(x_g), model(x_l)
+    return glmc_loss(out_g, out_l, targets, alpha, gamma, setup.reduction)
+
+
+def _autocast(setup: StepSetup):
+    if setup.autocast_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(setup.class_weights.device.type, dtype=setup.autocast_dtype, cache_enabled=False)
+
+
+def fast_step_loss(model, images: torch.Tensor, labels: torch.Tensor, draws: dict[str, torch.Tensor], alpha,
+                   setup: StepSetup) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The loss of one step from uint8 images and one step's draws (see :func:`draw_plan`).
+
+    ``alpha`` may be a float or a 0-d tensor. Matches :func:`glmc_core.methods.step_loss` on
+    the same views, λ and box.
+    """
+    b = _views(images, labels, draws, setup)
+    m = setup.method
+    if m in ("glmc", "glmc-no-consistency", "glmc-no-cumulative"):
+        gamma = 0.0 if m == "glmc-no-consistency" else setup.gamma
+        return _glmc_fast(model, b, draws["lam"], draws["box"], 1.0 if m == "glmc-no-cumulative" else alpha,
+                          gamma, setup)
+    if m in ("cumulative-only", "ce"):  # no λ, no box: the reference function itself
+        ctx = StepContext(0.0, mixing.Box(0, 0, 0, 0), alpha, setup.gamma, setup.class_weights, setup.num_classes,
+                          setup.cutmix_label, setup.reduction)
+        with _autocast(setup):
+            return step_loss(m, model, b, ctx)
+    raise ValueError(f"method {m!r} has no fast step; use the reference path")
+
+
+@torch.no_grad()
+def sgd_update(params: list[torch.Tensor], grads: list[torch.Tensor], bufs: list[torch.Tensor], lr,
+               momentum: float, weight_decay: float) -> None:
+    """SGD with momentum and weight decay, as :class:`torch.optim.SGD` (no dampening, no Nesterov).
+
+    ``bufs`` start at zero (``0·m + g`` is the first-step ``buf = g`` of torch); ``lr`` may be a
+    0-d tensor so that a captured graph reads the current epoch's value.
+    """
+    if weight_decay:
+        grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    if momentum:
+        torch._foreach_mul_(bufs, momentum)
+        torch._foreach_add_(bufs, grads)
+        grads = bufs
+    torch._foreach_add_(params, torch._foreach_mul(grads, -lr))
+
+
+def fast_path_reason(state) -> str | None:
+    """Why ``state`` cannot take the fast path (None if it can)."""
+    if type(state.stream) is not TensorStream:
+        return "the training images are not in device memory (DataLoader or sharded stream)"
+    if state.cfg.method not in FAST_METHODS:
+        return f"method {state.cfg.method!r} has no fast step"
+    if state.aug_gen.device.type != state.device.type:
+        return "the device has no generator of its own"
+    return None
+
+
+def maybe_fast_runner(state, force: bool | None = None):
+    """A :class:`FastRunner` when the fast path applies, else None (the reference step).
+
+    ``force=None``: fast when ``cfg.fast`` and the device is a CUDA GPU; ``True``: fast
+    wherever it applies (eager on the CPU); ``False``: never.
+    """
+    want = force if force is not None else (state.cfg.fast and state.device.type == "cuda")
+    if not want or fast_path_reason(state) is not None:
+        return None
+    return FastRunner(state)
+
+
+class FastRunner:
+    """Runs whole epochs of the fast step for a :class:`~glmc_core.train.TrainState`.
+
+    Build it after the state's checkpoint (if any) is loaded: it keeps references to the
+    optimiser's momentum buffers.
+    """
+
+    def __init__(self, state, capture: bool | None = None, bf16: bool | None = None,
+                 channels_last: bool | None = None):
+        cfg, dev = state.cfg, state.device
+        cuda = dev.type == "cuda"
+        self.capture = cuda if capture is None else capture
+        if self.capture and not cuda:
+            raise ValueError("CUDA graph capture needs a CUDA device")
+        use_bf16 = (cuda and torch.cuda.is_bf16_supported()) if bf16 is None else bf16
+        cl = cuda if channels_last is None else channels_last
+        stream: TensorStream = state.stream
+        self.images, self.labels = stream.images, stream.labels  # uint8 (N, 3, H, W), (N,) on the device
+        self.sample_probs = stream.resampler.sample_probs.to(dev)
+        self.setup = StepSetup(cfg.method, state.data.num_classes, state.class_weights, cfg.gamma, cfg.cutmix_label,
+                               cfg.loss_reduction, stream.padding,
+                               torch.tensor(state.data.mean, dtype=torch.float32, device=dev),
+                               torch.tensor(state.data.std, dtype=torch.float32, device=dev), cl,
+                               torch.bfloat16 if use_bf16 else None)
+        self.flip = stream.flip
+        self.model, self.state_ref = state.model, state
+        if cl:
+            self.model.to(memory_format=torch.channels_last)
+        if cuda and not cfg.deterministic:
+            torch.backends.cudnn.benchmark = True
+        self.lr_t = torch.zeros((), device=dev)
+        self.alpha_t = torch.zeros((), device=dev)
+        self.sums = torch.zeros(len(TERMS), device=dev)
+        self.last = torch.zeros(len(TERMS), device=dev)
+        self._graphs: dict[int, tuple] = {}
+        self._pool = None
+        self._eval_cache: dict[int, tuple] = {}
+        self.params: list[torch.Tensor] | None = None  # the parameters the method trains (set on first step)
+        self.bufs: list[torch.Tensor] = []
+
+    # ----------------------------------------------------------------- the step
+    def _loss(self, draws):
+        loss, terms = fast_step_loss(self.model, self.images, self.labels, draws, self.alpha_t, self.setup)
+        return loss, torch.stack([terms[k].float() for k in TERMS])
+
+    def _step(self, draws) -> None:
+        loss, terms = self._loss(draws)
+        grads = torch.autograd.grad(loss, self.params)
+        opt = self.state_ref.optimizer
+        group = opt.param_groups[0]
+        sgd_update(self.params, list(grads), self.bufs, self.lr_t, group["momentum"], group["weight_decay"])
+        self.sums.add_(terms)
+        self.last.copy_(terms)
+
+    def _snapshot(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        tensors = [*self.model.state_dict(keep_vars=True).values(), *self.bufs, self.sums, self.last]
+        return [(t, t.detach().clone()) for t in tensors]
+
+    @staticmethod
+    def _restore(snapshot) -> None:
+        with torch.no_grad():
+            for t, saved in snapshot:
+                t.copy_(saved)
+
+    def _bind_params(self, draws) -> None:
+        """Which parameters get a gradient (torch's SGD skips the others entirely), and their buffers."""
+        snap = self._snapshot()
+        loss, _ = self._loss(draws)
+        all_params = [p for p in self.model.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(loss, all_params, allow_unused=True)
+        self._restore(snap)
+        self.params = [p for p, g in zip(all_params, grads, strict=True) if g is not None]
+        opt = self.state_ref.optimizer
+        self.bufs = []
+        for p in self.params:
+            st = opt.state[p]
+            buf = st.get("momentum_buffer")
+            buf = torch.zeros_like(p) if buf is None else buf.to(p.device).clone(memory_format=torch.preserve_format)
+            if buf.dim() == 4 and self.setup.channels_last:
+                buf = buf.contiguous(memory_format=torch.channels_last)
+            st["momentum_buffer"] = buf  # the optimiser's state *is* this tensor: checkpoints see every update
+            self.bufs.append(buf)
+
+    def _captured(self, draws):
+        """The graph for this batch size and its static inputs (captured on first use)."""
+        b = draws["idx_u"].shape[0]
+        if b not in self._graphs:
+            static = {k: v.clone() for k, v in draws.items()}
+            snap = self._snapshot()  # warm-up steps must not change the run
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(3):
+                    self._step(static)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self._pool):
+                self._step(static)
+            self._pool = graph.pool()
+            self._restore(snap)
+            self._graphs[b] = (graph, static)
+        return self._graphs[b]
+
+    # ----------------------------------------------------------------- epochs
+    def run_epoch(self, state, alpha: float, lr: float, callbacks: Iterable[Callable] = (),
+                  stop: Callable[[], bool] | None = None, step_every: int = 10) -> dict | None:
+        """One epoch; returns the summed loss terms (floats), ``steps`` and ``lambda_sum`` (None if stopped)."""
+        cfg = state.cfg
+        h, w = self.images.shape[-2:]
+        chunks = draw_plan(len(self.labels), cfg.batch_size, self.sample_probs, state.aug_gen, state.np_rng, h, w,
+                           self.setup.padding, self.flip, cfg.beta, cfg.authors_beta)
+        if self.params is None:
+            self._bind_params({k: v[0] for k, v in chunks[0].items()})
+        self.lr_t.fill_(lr)
+        self.alpha_t.fill_(alpha)
+        self.model.train()
+        self.sums.zero_()
+        total = sum(c["lam"].shape[0] for c in chunks)
+        steps = 0
+        for chunk in chunks:
+            for i in range(chunk["lam"].shape[0]):
+                if stop is not None and stop():
+                    return None
+                draws = {k: v[i] for k, v in chunk.items()}
+                if self.capture:
+                    graph, static = self._captured(draws)
+                    for k, v in draws.items():
+                        static[k].copy_(v, non_blocking=True)
+                    graph.replay()
+                else:
+                    self._step(draws)
+                steps += 1
+                if callbacks and steps % step_every == 0:  # live plots only: this syncs with the device
+                    payload = {"epoch": state.epoch + 1, "step": steps, "steps": total,
+                               **dict(zip(TERMS, self.last.tolist(), strict=True))}
+                    for cb in callbacks:
+                        cb("step", payload)
+        lam_sum = float(sum(float(c["lam"].sum()) for c in chunks))
+        return {**dict(zip(TERMS, self.sums.tolist(), strict=True)), "steps": steps, "lambda_sum": lam_sum}
+
+    @torch.no_grad()
+    def evaluate(self, split, state) -> dict | None:
+        """Top-1 and groups like :func:`glmc_core.train.evaluate`, with the split cached on the device.
+
+        Returns None for splits that are not decoded arrays of the training size.
+        """
+        if not isinstance(split, ArraySplit) or split.images.shape[1] != state.cfg.image_size:
+            return None
+        key = id(split)
+        if key not in self._eval_cache:
+            imgs = torch.from_numpy(split.images).permute(0, 3, 1, 2).contiguous().to(state.device)
+            self._eval_cache[key] = (split, imgs)
+        _, imgs = self._eval_cache[key]
+        self.model.eval()
+        preds = []
+        for i in range(0, len(imgs), 1024):
+            x = normalize(imgs[i : i + 1024], self.setup.mean, self.setup.std)
+            if self.setup.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with _autocast(self.setup):
+                preds.append(self.model.predict(x).argmax(1))
+        p = torch.cat(preds).cpu().numpy()
+        return summarize(split.labels, p, state.data.num_classes, state.data.groups)
+

@@ -1,0 +1,45 @@
+"""The speed benchmark runs end to end on the CPU with tiny settings and writes its result file."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from glmc_core.errors import GLMCError
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_speed.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("bench_speed", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_bench_speed_tiny_on_cpu(tmp_path, capsys):
+    bench = _load()
+    rc = bench.main(["--preset", "digits-lt", "--epochs", "1", "--subset", "16", "--workers", "0", "--device", "cpu",
+                     "--out", str(tmp_path)])
+    assert rc == 0
+    files = list(tmp_path.glob("speed-cpu-*.json"))
+    assert len(files) == 1
+    result = json.loads(files[0].read_text())
+    meta, res = result["meta"], result["results"]
+    assert meta["device"].startswith("cpu") and meta["train_images"] > 0
+    assert res["reference"]["fast_step"] is False and res["fast"]["fast_step"] is True
+    for r in res.values():
+        assert r["epochs"] == 1 and r["train_seconds_per_epoch"] > 0 and r["images_per_second"] > 0
+        assert r["peak_gpu_memory_gib"] is None  # no GPU figures are made up on the CPU
+    assert meta["ratio"]["train"] == pytest.approx(
+        res["reference"]["train_seconds_per_epoch"] / res["fast"]["train_seconds_per_epoch"])
+    out = capsys.readouterr().out
+    assert "faster per training epoch" in out and str(files[0]) in out
+
+
+def test_bench_speed_refuses_unknown_paths():
+    with pytest.raises(GLMCError, match="--paths"):
+        _load().main(["--paths", "turbo"])
