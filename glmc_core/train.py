@@ -311,6 +311,8 @@ def fit(cfg: Config | None = None, *, data: LongTailData | None = None, resume: 
     if overrides:
         cfg = cfg.replace(**overrides)
     state = build_state(cfg, data, loader)
+    for note in state.data.notes:  # e.g. skipped non-image files
+        log(f"data: {note}")
     if run_dir is not None:
         state.run_dir = run_dir
         if save:
