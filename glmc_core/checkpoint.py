@@ -65,12 +65,22 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict[str, An
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols before refusing foreign files
             warnings.simplefilter("ignore")
+            _check_crc(path)
             state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every failure becomes one line naming the cause
         raise GLMCError(f"checkpoint {path} {_why_unreadable(path, exc)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise GLMCError(f"{path} is not a glmc checkpoint (format {FORMAT} expected)")
     return state
+
+
+def _check_crc(path: Path) -> None:
+    """torch.load does not verify the zip's CRC-32s, so damaged tensor bytes would load as silent garbage."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+        if bad is not None:
+            raise zipfile.BadZipFile(f"CRC mismatch in {bad}")
 
 
 def _why_unreadable(path: Path, exc: Exception) -> str:

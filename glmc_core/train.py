@@ -165,8 +165,13 @@ def _emit(callbacks: Iterable[Callback], event: str, payload: dict) -> None:
 
 
 def train_one_epoch(state: TrainState, callbacks: Iterable[Callback] = (), stop: Callable[[], bool] | None = None,
-                    step_every: int = 10) -> dict | None:
-    """Train ``state.model`` for one epoch; returns the epoch's mean loss terms (None if stopped)."""
+                    step_every: int = 10, check_every_step: bool | None = None) -> dict | None:
+    """Train ``state.model`` for one epoch; returns the epoch's mean loss terms (None if stopped).
+
+    A NaN or infinite loss raises :class:`NonFiniteLoss` naming the epoch and step. With
+    ``check_every_step`` (default: on the CPU only) it is caught at once; otherwise the first
+    bad step is recorded on the device and reported at the epoch's end, with no host sync per step.
+    """
     cfg, epoch, model = state.cfg, state.epoch, state.model
     spec = METHOD_SPECS[cfg.method]
     alpha = alpha_schedule(epoch, cfg.epochs, cfg.alpha_schedule, cfg.alpha_constant) if spec.cumulative else 1.0
@@ -176,7 +181,7 @@ def train_one_epoch(state: TrainState, callbacks: Iterable[Callback] = (), stop:
     model.train()
     sums: dict[str, torch.Tensor] = {}
     lam_sum, steps = 0.0, 0
-    cpu = state.device.type == "cpu"
+    eager = state.device.type == "cpu" if check_every_step is None else check_every_step
     first_bad = torch.zeros((), dtype=torch.long, device=state.device)  # 1-based step of the first bad loss
     bar = state.stream
     if cfg.progress:
@@ -194,9 +199,9 @@ def train_one_epoch(state: TrainState, callbacks: Iterable[Callback] = (), stop:
         ctx = StepContext(lam, box, alpha, cfg.gamma, state.class_weights, state.data.num_classes, cfg.cutmix_label,
                           cfg.loss_reduction, partner)
         loss, terms = step_loss(cfg.method, model, batch, ctx)
-        if cpu:  # reading a CPU scalar is free: stop at once
+        if eager:  # reading a CPU scalar is free: stop at once
             if not bool(torch.isfinite(loss)):
-                raise NonFiniteLoss(_nonfinite_message(f"the loss became {float(loss)}", state, steps + 1))
+                raise NonFiniteLoss(_nonfinite_message(f"the loss became {float(loss.detach())}", state, steps + 1))
         else:  # on a device, remember the first bad step there; no host sync per step
             first_bad = torch.where(~torch.isfinite(loss.detach()) & (first_bad == 0), steps + 1, first_bad)
         state.optimizer.zero_grad(set_to_none=True)
@@ -218,8 +223,8 @@ def train_one_epoch(state: TrainState, callbacks: Iterable[Callback] = (), stop:
 
 
 def _nonfinite_message(what: str, state: TrainState, step: int | None) -> str:
-    kept = (f"checkpoint.pt still holds epoch {state.epoch}" if state.epoch and state.run_dir is not None
-            else "no epoch had finished, so there is no checkpoint" if state.run_dir is not None else "nothing saved")
+    kept = (f"{state.run_dir}/checkpoint.pt still holds the last good epoch ({state.epoch})"
+            if state.run_dir is not None else "nothing was saved")
     where = f"epoch {state.epoch + 1}, step {step}" if step else f"epoch {state.epoch + 1}"
     return f"{what} at {where}; the run stopped and {kept} (try a lower --lr or a warm-up: --set warmup_epochs=5)"
 
