@@ -8,6 +8,7 @@ with a one-line :class:`~glmc_core.errors.GLMCError`. No YAML tags, no ``eval``.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 from dataclasses import dataclass, fields
 from typing import Any
@@ -96,7 +97,10 @@ class Config:
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(str(k) for k in set(data) - set(known))
         if unknown:
-            raise GLMCError(f"unknown configuration field(s): {', '.join(unknown)}; known fields: {', '.join(known)}")
+            close = [m for u in unknown for m in difflib.get_close_matches(u, known, 1)]
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise GLMCError(f"unknown configuration field(s): {', '.join(unknown)}{hint}; "
+                            f"known fields: {', '.join(known)}")
         cfg = cls()
         defaults = cls()
         for key, value in data.items():
