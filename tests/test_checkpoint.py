@@ -11,8 +11,15 @@ import pytest
 import torch
 
 from glmc_core import checkpoint as ckpt
-from glmc_core.checkpoint import (FORMAT, check_compatible, load_checkpoint, open_run, remove_stale_temporaries,
-                                  require_training_state, save_checkpoint)
+from glmc_core.checkpoint import (
+    FORMAT,
+    check_compatible,
+    load_checkpoint,
+    open_run,
+    remove_stale_temporaries,
+    require_training_state,
+    save_checkpoint,
+)
 from glmc_core.config import get_preset
 from glmc_core.errors import GLMCError
 from glmc_core.train import build_state
