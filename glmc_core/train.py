@@ -121,7 +121,8 @@ class TrainState:
             "loader": self.loader,
         }
 
-    def load_checkpoint_dict(self, ck: dict, path: str = "checkpoint") -> None:
+    def load_checkpoint_dict(self, ck: dict, path: str = "checkpoint") -> bool:
+        """Restore everything from ``ck``; False if the augmentation generator could not be (another device)."""
         check_compatible(ck, self.cfg.model, self.data.num_classes, self.cfg.dataset, path, list(self.data.classes))
         if [int(c) for c in ck.get("class_counts", [])] != [int(c) for c in self.data.counts]:
             raise GLMCError(f"{path} was trained on other class counts than this data set's long-tailed subset")
@@ -134,9 +135,13 @@ class TrainState:
         self.epoch, self.history, self.best = int(ck["epoch"]), list(ck["history"]), ck.get("best")
         rng = ck["rng"]
         self.data_gen.set_state(rng["data"])
-        self.aug_gen.set_state(rng["aug"])
         self.np_rng.bit_generator.state = json.loads(rng["numpy"])
         torch.set_rng_state(rng["torch"])
+        try:
+            self.aug_gen.set_state(rng["aug"])
+        except RuntimeError:  # saved on another device type: CUDA and CPU generators keep different states
+            return False
+        return True
 
 
 def build_state(cfg: Config, data: LongTailData | None = None, loader: str = "auto") -> TrainState:
@@ -323,7 +328,9 @@ def fit(cfg: Config | None = None, *, data: LongTailData | None = None, resume: 
         if save:
             remove_stale_temporaries(run_dir)
         if ck is not None:
-            state.load_checkpoint_dict(ck, str(resume))
+            if not state.load_checkpoint_dict(ck, str(resume)):
+                log(f"note: {run_dir} was saved on another kind of device; its augmentation random stream "
+                    f"starts afresh, so the continued run is not bit-identical to an uninterrupted one")
             log(f"resuming {run_dir} after epoch {state.epoch} of {cfg.epochs}" if state.epoch < cfg.epochs
                 else f"{run_dir} already finished its {cfg.epochs} epochs")
     elif save:

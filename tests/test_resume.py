@@ -228,3 +228,27 @@ def test_sigint_exits_130_with_a_resume_hint(tmp_path, cli_reference):
     done = subprocess.run(glmc("train", "--resume", str(run)), env=env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert_same_run(run, cli_reference)
+
+
+# ------------------------------------------------------------------------------ determinism
+def test_deterministic_runs_repeat_bit_for_bit_and_the_switch_turns_off():
+    a = fit(tiny_config(epochs=2), save=False, log=lambda m: None)
+    assert torch.are_deterministic_algorithms_enabled()
+    b = fit(tiny_config(epochs=2), save=False, log=lambda m: None)
+    for (k, va), vb in zip(a.model.state_dict().items(), b.model.state_dict().values(), strict=True):
+        assert torch.equal(va, vb), k
+    assert [{k: v for k, v in r.items() if k not in TIMING} for r in a.history] == \
+        [{k: v for k, v in r.items() if k not in TIMING} for r in b.history]
+    fit(tiny_config(epochs=1, deterministic=False), save=False, log=lambda m: None)
+    assert not torch.are_deterministic_algorithms_enabled()  # a later run in the same notebook is not forced
+
+
+def test_resume_on_another_kind_of_device_says_it_is_not_exact(tmp_path):
+    stop = StopAt(2, 5)
+    fit(tiny_config(out=str(tmp_path), run_name="r"), stop=stop, callbacks=[stop.callback], log=lambda m: None)
+    ck = load_checkpoint(tmp_path / "r")
+    ck["rng"]["aug"] = torch.zeros(16, dtype=torch.uint8)  # the size of a CUDA generator's state
+    torch.save(ck, tmp_path / "r" / "checkpoint.pt")
+    messages = []
+    state = fit(resume=tmp_path / "r", log=messages.append)
+    assert state.epoch == 3 and any("not bit-identical" in m for m in messages)
