@@ -14,6 +14,7 @@ import re
 import tempfile
 import warnings
 import zipfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,7 +24,7 @@ from .config import Config
 from .errors import GLMCError
 
 __all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "check_compatible", "remove_stale_temporaries",
-           "open_run", "require_training_state"]
+           "open_run", "require_training_state", "new_run_dir", "write_text_atomic"]
 
 FORMAT = "glmc-checkpoint/1"
 
@@ -159,3 +160,27 @@ def open_run(resume: str | os.PathLike, log: Callable[[str], None] = print) -> t
     ck = load_checkpoint(path)
     require_training_state(ck, str(path))
     return ck, Config.from_dict(ck.get("config")), run_dir
+
+
+def new_run_dir(cfg: Config) -> Path:
+    """A new, empty run folder ``out/run_name``; an existing one is never reused silently."""
+    name = cfg.run_name or f"{cfg.preset or cfg.dataset}-{cfg.method}-{datetime.now():%Y%m%d-%H%M%S}"
+    run_dir = Path(cfg.out) / name
+    exists = GLMCError(f"run folder {run_dir} already exists; continue it with --resume {run_dir} "
+                       f"or choose another --run-name")
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise exists
+    try:  # exist_ok=False unless it is there and empty: two runs started at once cannot share a folder
+        run_dir.mkdir(parents=True, exist_ok=run_dir.is_dir())
+    except FileExistsError:
+        raise exists from None
+    except OSError as exc:
+        raise GLMCError(f"cannot create the run folder {run_dir}: {exc.strerror}; choose another --out") from None
+    return run_dir
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path``."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

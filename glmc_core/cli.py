@@ -187,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         run_dir = getattr(exc, "run_dir", None)
         if run_dir is None:
-            print("glmc: interrupted before training started; nothing to resume", file=sys.stderr)
+            print("glmc: interrupted (no run had started, so there is nothing to resume)", file=sys.stderr)
         else:
             print(f"glmc: interrupted; {run_dir} keeps epoch {exc.epoch}: continue with "
                   f"'glmc train --resume {run_dir}'", file=sys.stderr)

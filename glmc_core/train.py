@@ -14,7 +14,6 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -22,7 +21,15 @@ import numpy as np
 import torch
 
 from . import mixing
-from .checkpoint import check_compatible, open_run, remove_stale_temporaries, require_training_state, save_checkpoint
+from .checkpoint import (
+    check_compatible,
+    new_run_dir,
+    open_run,
+    remove_stale_temporaries,
+    require_training_state,
+    save_checkpoint,
+    write_text_atomic,
+)
 from .config import Config
 from .data import LongTailData, prepare_data
 from .data.streams import TensorStream, eval_batches, make_train_stream
@@ -266,25 +273,6 @@ def evaluate(model, split, cfg: Config, data: LongTailData, device) -> dict:
     return summarize(t, p, data.num_classes, data.groups)
 
 
-def _new_run_dir(cfg: Config) -> Path:
-    name = cfg.run_name or f"{cfg.preset or cfg.dataset}-{cfg.method}-{datetime.now():%Y%m%d-%H%M%S}"
-    run_dir = Path(cfg.out) / name
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        raise GLMCError(f"run folder {run_dir} already exists; continue it with --resume {run_dir} "
-                        f"or choose another --run-name")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise GLMCError(f"cannot create the run folder {run_dir}: {exc.strerror}; choose another --out") from None
-    return run_dir
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def fit(cfg: Config | None = None, *, data: LongTailData | None = None, resume: str | os.PathLike | None = None,
         callbacks: Iterable[Callback] = (), stop: Callable[[], bool] | None = None, save: bool = True,
         device: str | None = None, loader: str = "auto", log: Callable[[str], None] | None = None,
@@ -334,11 +322,11 @@ def fit(cfg: Config | None = None, *, data: LongTailData | None = None, resume: 
             log(f"resuming {run_dir} after epoch {state.epoch} of {cfg.epochs}" if state.epoch < cfg.epochs
                 else f"{run_dir} already finished its {cfg.epochs} epochs")
     elif save:
-        state.run_dir = _new_run_dir(cfg)
-        _write_text_atomic(state.run_dir / "config.json", cfg.to_json() + "\n")
+        state.run_dir = new_run_dir(cfg)
+        write_text_atomic(state.run_dir / "config.json", cfg.to_json() + "\n")
     try:
         if save and state.run_dir is not None:  # metrics.jsonl always mirrors the checkpoint's history
-            _write_text_atomic(state.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state.history))
+            write_text_atomic(state.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state.history))
             if ck is None:  # epoch 0: a run killed in its first epoch resumes exactly too
                 save_checkpoint(state.checkpoint_dict(), state.run_dir / "checkpoint.pt")
         _train_epochs(state, callbacks, stop, save, log)
@@ -398,7 +386,7 @@ def _finish(state: TrainState, callbacks: list, save: bool) -> None:
                "train_seconds": sum(r["train_seconds"] for r in state.history),
                "seconds": sum(r["seconds"] for r in state.history)}
     if save:
-        _write_text_atomic(state.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        write_text_atomic(state.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     _emit(callbacks, "end", summary)
 
 

@@ -315,7 +315,7 @@ def test_unwritable_output_folder(tmp_path, capsys):
 def test_interrupt_before_training_says_nothing_to_resume(monkeypatch, capsys):
     monkeypatch.setattr(train_mod, "fit", _raise(KeyboardInterrupt()))
     rc, lines = run_cli(capsys, ["train", *QUICK])
-    assert rc == 130 and lines == ["glmc: interrupted before training started; nothing to resume"]
+    assert rc == 130 and lines == ["glmc: interrupted (no run had started, so there is nothing to resume)"]
 
 
 def test_checkpoint_one_liners_are_readable(tmp_path):
