@@ -8,17 +8,23 @@ another model, class count or data set is refused with a one-line explanation.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import tempfile
+import warnings
 import zipfile
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
+from .config import Config
 from .errors import GLMCError
 
-__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "check_compatible"]
+__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "check_compatible", "remove_stale_temporaries",
+           "open_run", "require_training_state", "new_run_dir", "write_text_atomic"]
 
 FORMAT = "glmc-checkpoint/1"
 
@@ -45,7 +51,11 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict[str, Any]:
-    """Read a checkpoint safely; a missing, truncated or foreign file gets a one-line GLMCError."""
+    """Read a checkpoint safely; a missing, truncated or foreign file gets a one-line GLMCError.
+
+    A folder means its ``checkpoint.pt``. ``torch.load(weights_only=True)`` only rebuilds
+    tensors and plain values, so a file holding any other Python object is refused.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoint.pt"
@@ -54,24 +64,47 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict[str, An
     if path.stat().st_size == 0:
         raise GLMCError(f"checkpoint {path} is empty (a write was interrupted?); use an earlier run or retrain")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
-        text = str(exc).lower()
-        if any(w in text for w in ("central directory", "truncat", "eof", "failed finding", "zip archive")):
-            raise GLMCError(f"checkpoint {path} is truncated or corrupt; use an earlier checkpoint or retrain") \
-                from None
-        raise GLMCError(f"checkpoint {path} cannot be read: {str(exc).splitlines()[0][:200]}") from None
-    except Exception as exc:  # noqa: BLE001 - e.g. the weights-only unpickler refusing an object
-        raise GLMCError(f"checkpoint {path} is not a glmc checkpoint or holds unsafe objects "
-                        f"({exc.__class__.__name__}); only glmc's own checkpoints are loaded") from None
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing foreign files
+            warnings.simplefilter("ignore")
+            _check_crc(path)
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one line naming the cause
+        raise GLMCError(f"checkpoint {path} {_why_unreadable(path, exc)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise GLMCError(f"{path} is not a glmc checkpoint (format {FORMAT} expected)")
     return state
 
 
+def _check_crc(path: Path) -> None:
+    """torch.load does not verify the zip's CRC-32s, so damaged tensor bytes would load as silent garbage."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+        if bad is not None:
+            raise zipfile.BadZipFile(f"CRC mismatch in {bad}")
+
+
+def _why_unreadable(path: Path, exc: Exception) -> str:
+    """Tell a refused object, a damaged file and a foreign file apart (torch's messages are pages long)."""
+    text = str(exc)
+    unsafe = re.search(r"GLOBAL (\S+)", text)
+    if unsafe:
+        return (f"holds a Python object ({unsafe.group(1)}) that is not a tensor or a plain value; it is refused "
+                f"for safety (weights_only); only glmc's own checkpoints are loaded")
+    with open(path, "rb") as fh:
+        is_zip = fh.read(4) == b"PK\x03\x04"  # torch.save writes a zip archive
+    lowered = text.lower()
+    if is_zip or isinstance(exc, (EOFError, zipfile.BadZipFile)) or any(
+            w in lowered for w in ("central directory", "truncat", "eof", "failed finding", "zip archive")):
+        return "is truncated or corrupt; use an earlier checkpoint or retrain"
+    if isinstance(exc, OSError):
+        return f"cannot be read: {exc.strerror or exc.__class__.__name__}"
+    return "is not a PyTorch checkpoint (unreadable contents); give a glmc run folder or its checkpoint.pt"
+
+
 def check_compatible(state: dict[str, Any], model: str, num_classes: int, dataset: str | None = None,
-                     path: str = "checkpoint") -> None:
-    """Refuse a checkpoint made for another model, class count or data set."""
+                     path: str = "checkpoint", classes: list[str] | None = None) -> None:
+    """Refuse a checkpoint made for another model, class count, data set or set of class names."""
     cfg = state.get("config", {})
     if cfg.get("model") != model:
         raise GLMCError(f"{path} holds a {cfg.get('model')!r} model, not {model!r}")
@@ -80,3 +113,74 @@ def check_compatible(state: dict[str, Any], model: str, num_classes: int, datase
         raise GLMCError(f"{path} was trained on {n} classes, this data set has {num_classes}")
     if dataset is not None and cfg.get("dataset") != dataset:
         raise GLMCError(f"{path} was trained on data set {cfg.get('dataset')!r}, not {dataset!r}")
+    if classes is not None and state.get("classes") and list(state["classes"]) != list(classes):
+        theirs, ours = list(state["classes"]), list(classes)
+        i = next((i for i, (a, b) in enumerate(zip(theirs, ours, strict=False)) if a != b), 0)
+        raise GLMCError(f"{path} was trained on other classes: class {i} is {theirs[i]!r} there, {ours[i]!r} here")
+
+
+def require_training_state(state: dict[str, Any], path: str = "checkpoint") -> None:
+    """Refuse to resume from a weights-only file such as ``best.pt``."""
+    missing = [k for k in ("config", "model", "optimizer", "epoch", "history", "rng") if k not in state]
+    if missing:
+        raise GLMCError(f"{path} holds no training state ({', '.join(missing)} missing; best.pt keeps only the "
+                        f"weights): resume from the run folder or its checkpoint.pt")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that a killed :func:`save_checkpoint` left in ``folder`` (a SIGKILL
+    mid-write cannot clean up after itself); returns what was removed."""
+    removed = []
+    for tmp in Path(folder).glob(".*.pt.*.tmp"):
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except OSError:
+            pass
+    return removed
+
+
+def open_run(resume: str | os.PathLike, log: Callable[[str], None] = print) -> tuple[dict | None, Config, Path]:
+    """The checkpoint (None if the run was stopped before it wrote one), config and folder of a run to resume."""
+    path = Path(resume).expanduser()
+    if not path.exists():
+        raise GLMCError(f"nothing to resume at {path}: no such run folder or checkpoint")
+    run_dir = path if path.is_dir() else path.parent
+    if path.is_dir() and not (path / "checkpoint.pt").exists():
+        cfg_file = path / "config.json"
+        if not cfg_file.is_file():
+            raise GLMCError(f"{path} is not a run folder (no checkpoint.pt, no config.json); give a folder that "
+                            f"'glmc train' made")
+        try:
+            cfg = Config.from_dict(json.loads(cfg_file.read_text()))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise GLMCError(f"{cfg_file} is not valid JSON ({exc}); fix it or start a new run") from None
+        log(f"{path} has no checkpoint yet (it stopped in its first epoch): starting it again from its config.json")
+        return None, cfg, run_dir
+    ck = load_checkpoint(path)
+    require_training_state(ck, str(path))
+    return ck, Config.from_dict(ck.get("config")), run_dir
+
+
+def new_run_dir(cfg: Config) -> Path:
+    """A new, empty run folder ``out/run_name``; an existing one is never reused silently."""
+    name = cfg.run_name or f"{cfg.preset or cfg.dataset}-{cfg.method}-{datetime.now():%Y%m%d-%H%M%S}"
+    run_dir = Path(cfg.out) / name
+    exists = GLMCError(f"run folder {run_dir} already exists; continue it with --resume {run_dir} "
+                       f"or choose another --run-name")
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise exists
+    try:  # exist_ok=False unless it is there and empty: two runs started at once cannot share a folder
+        run_dir.mkdir(parents=True, exist_ok=run_dir.is_dir())
+    except FileExistsError:
+        raise exists from None
+    except OSError as exc:
+        raise GLMCError(f"cannot create the run folder {run_dir}: {exc.strerror}; choose another --out") from None
+    return run_dir
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path``."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -37,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a preset (or resume a run)")
     t.add_argument("--preset", help="a preset name (see 'glmc presets')")
-    t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    t.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue a run from its last checkpoint (only --device, --data-root, --no-progress may "
+                        "be given with it)")
     t.add_argument("--data-root", help="data folder or .zip (default: $GLMC_DATA_ROOT or ./data)")
     t.add_argument("--download", action="store_true", help="let torchvision download CIFAR into the data root")
     t.add_argument("--epochs", type=int)
@@ -64,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override any config field, e.g. --set gamma=2 --set val_fraction=0.1")
 
     e = sub.add_parser("evaluate", help="evaluate a checkpoint on its data set's test split")
-    e.add_argument("--checkpoint", required=True, help="a run folder, best.pt or checkpoint.pt")
+    e.add_argument("--checkpoint", required=True, help="a run folder (its checkpoint.pt), best.pt or checkpoint.pt")
     e.add_argument("--data-root", help="where the data set is now, if it moved")
     e.add_argument("--device", default="auto")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -98,17 +100,31 @@ def _train_config(args) -> Config:
     return cfg.authors_quirks() if args.authors_quirks else cfg
 
 
+# With --resume only these flags may be given: where the run goes on, not how it trains.
+_RESUME_FLAGS = {"resume", "device", "data_root", "no_progress", "no_fast", "command"}
+
+
+def _resume_overrides(args) -> dict:
+    """Config changes allowed when resuming; any other flag is refused (it would change the run)."""
+    defaults = build_parser().parse_args(["train"])
+    given = [k for k, v in vars(args).items() if k not in _RESUME_FLAGS and v != getattr(defaults, k, None)]
+    if given:
+        flags = ", ".join("--" + k.replace("_", "-") for k in sorted(given))
+        raise GLMCError(f"--resume continues a run with its own settings; drop {flags} (or start a new run)")
+    overrides = {"data_root": args.data_root, "progress": False if args.no_progress else None}
+    return {k: v for k, v in overrides.items() if v is not None}
+
+
 def _cmd_train(args) -> int:
     from .distributed import cleanup
     from .train import fit
 
-    loader = "dataloader" if args.reference else args.loader
     fast = False if (args.no_fast or args.reference) else None
     try:
         if args.resume:
-            state = fit(resume=args.resume, device=args.device, loader=loader, fast=fast)
+            state = fit(resume=args.resume, device=args.device, overrides=_resume_overrides(args), fast=fast)
         else:
-            state = fit(_train_config(args), loader=loader)
+            state = fit(_train_config(args), loader="dataloader" if args.reference else args.loader, fast=fast)
     finally:
         cleanup()  # leave the torchrun process group, if any
     if state.history and state.dist.is_main:
@@ -152,7 +168,7 @@ def _cmd_evaluate(args) -> int:
     model = build_model(cfg.model, data.num_classes, cfg.proj_dim, METHOD_SPECS[cfg.method].inference_head)
     from .checkpoint import check_compatible
 
-    check_compatible(ck, cfg.model, data.num_classes, cfg.dataset, str(args.checkpoint))
+    check_compatible(ck, cfg.model, data.num_classes, cfg.dataset, str(args.checkpoint), list(data.classes))
     model.load_state_dict(ck["model"])
     model.to(device)
     metrics = evaluate(model, data.test, cfg, data, device)
@@ -197,19 +213,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GLMCError as exc:
         print(f"glmc: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("glmc: interrupted; the last completed epoch is saved: continue with 'glmc train --resume RUN_DIR'",
-              file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        run_dir = getattr(exc, "run_dir", None)
+        if run_dir is None:
+            print("glmc: interrupted (no run had started, so there is nothing to resume)", file=sys.stderr)
+        else:
+            print(f"glmc: interrupted; {run_dir} keeps epoch {exc.epoch}: continue with "
+                  f"'glmc train --resume {run_dir}'", file=sys.stderr)
         return 130
     except MemoryError:
         print("glmc: error: out of memory; try a smaller --batch-size or a smaller --model", file=sys.stderr)
         return 2
-    except RuntimeError as exc:  # CUDA out of memory is a RuntimeError subclass
+    except OSError as exc:  # a full disk, a read-only folder, ...: one line, not a traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"glmc: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # torch.OutOfMemoryError (CUDA, MPS) is a RuntimeError subclass
         if "out of memory" in str(exc).lower():
-            print("glmc: error: the GPU ran out of memory; try a smaller --batch-size, a smaller --model, or "
-                  "--loader dataloader", file=sys.stderr)
+            print(f"glmc: error: {_OOM_HINT}", file=sys.stderr)
             return 2
         raise
+
+
+_OOM_HINT = ("the GPU ran out of memory; try a smaller --batch-size or --model, or --loader dataloader "
+             "(the tensor path keeps the whole training set on the GPU; the DataLoader path keeps it in host memory)")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,6 +8,7 @@ with a one-line :class:`~glmc_core.errors.GLMCError`. No YAML tags, no ``eval``.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 from dataclasses import dataclass, fields
 from typing import Any
@@ -94,9 +95,12 @@ class Config:
         if not isinstance(data, dict):
             raise GLMCError("a configuration must be a JSON object of field: value pairs")
         known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(data) - set(known))
+        unknown = sorted(str(k) for k in set(data) - set(known))
         if unknown:
-            raise GLMCError(f"unknown configuration field(s): {', '.join(unknown)}; known fields: {', '.join(known)}")
+            close = [m for u in unknown for m in difflib.get_close_matches(u, known, 1)]
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise GLMCError(f"unknown configuration field(s): {', '.join(unknown)}{hint}; "
+                            f"known fields: {', '.join(known)}")
         cfg = cls()
         defaults = cls()
         for key, value in data.items():
@@ -157,6 +161,16 @@ class Config:
             bad(f"n_max must be positive, got {self.n_max}")
         if self.test_per_class is not None and self.test_per_class < 1:
             bad(f"test_per_class must be positive, got {self.test_per_class}")
+        # Ranges that would otherwise fail deep inside numpy/torch or silently give NaN losses.
+        for name in ("seed", "subset_seed"):
+            if not 0 <= getattr(self, name) < 2**31:
+                bad(f"{name} must be a whole number from 0 to 2147483647, got {getattr(self, name)}")
+        if self.gamma < 0 or not 0 <= self.alpha_constant <= 1:
+            bad("gamma must be non-negative and alpha_constant in [0, 1]")
+        if not 0 <= self.label_k <= 10 or not 0 <= self.resample_q <= 10:
+            bad(f"label_k and resample_q must be in [0, 10], got {self.label_k} and {self.resample_q}")
+        if self.num_workers < 0 or self.proj_dim < 1:
+            bad("num_workers must be non-negative and proj_dim positive")
         return self
 
     def authors_quirks(self) -> "Config":
@@ -203,7 +217,7 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 raise ValueError
             return str(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         kind = {bool: "true/false", int: "a whole number", float: "a finite number", str: "text"}.get(target, "a value")
         raise GLMCError(f"configuration field {key!r} must be {kind}, got {value!r}") from None
     return value

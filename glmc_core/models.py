@@ -63,7 +63,15 @@ class CifarResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.layers(F.relu(self.bn1(self.conv1(x))))
-        return F.adaptive_avg_pool2d(out, 1).flatten(1)  # (B, out_dim)
+        # A mean, not adaptive_avg_pool2d: same value, but its CUDA backward is deterministic (--deterministic).
+        return out.mean(dim=(2, 3))  # (B, out_dim)
+
+
+class _GlobalMean(nn.Module):
+    """``AdaptiveAvgPool2d(1)`` as a mean: ``(B, C, H, W) -> (B, C, 1, 1)``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3), keepdim=True)
 
 
 class _TorchvisionEncoder(nn.Module):
@@ -74,6 +82,7 @@ class _TorchvisionEncoder(nn.Module):
         net = getattr(torchvision.models, name)(weights=None)
         self.out_dim = net.fc.in_features
         net.fc = nn.Identity()
+        net.avgpool = _GlobalMean()  # deterministic CUDA backward, unlike AdaptiveAvgPool2d
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,6 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -22,10 +21,18 @@ import numpy as np
 import torch
 
 from . import distributed, mixing
-from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    check_compatible,
+    new_run_dir,
+    open_run,
+    remove_stale_temporaries,
+    require_training_state,
+    save_checkpoint,
+    write_text_atomic,
+)
 from .config import Config
 from .data import LongTailData, prepare_data
-from .data.streams import eval_batches, make_train_stream
+from .data.streams import TensorStream, eval_batches, make_train_stream
 from .errors import GLMCError
 from .fast import maybe_fast_runner
 from .losses import alpha_schedule
@@ -34,13 +41,33 @@ from .metrics import summarize
 from .models import build_model
 
 __all__ = ["resolve_device", "lr_at", "TrainState", "build_state", "train_one_epoch", "evaluate", "fit",
-           "NonFiniteLoss", "Callback"]
+           "NonFiniteLoss", "Callback", "set_deterministic", "RESUME_OVERRIDES"]
 
 Callback = Callable[[str, dict], None]  # callback(event, payload); events: "step", "epoch_end", "end"
 
 
 class NonFiniteLoss(GLMCError):
     """The loss became NaN or infinite."""
+
+
+# Config fields that may change when a run is resumed: where it runs and where its data are now.
+# Anything else would make the continued run differ from the one that was started.
+RESUME_OVERRIDES = ("device", "data_root", "progress", "num_workers")
+
+
+def set_deterministic(flag: bool) -> None:
+    """Make torch pick deterministic kernels (or stop insisting on them), process-wide.
+
+    On the CPU runs are then bit-for-bit repeatable on the same machine, torch version and
+    thread count. On a GPU this also fixes cuBLAS's workspace and cuDNN's algorithm choice
+    (no autotuning), which costs speed; see docs/robustness.md.
+    """
+    if flag:
+        # cuBLAS reads this when it creates its first handle; set before any CUDA matmul.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(flag)
+    torch.backends.cudnn.deterministic = flag
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -86,6 +113,7 @@ class TrainState:
     aug_gen: torch.Generator
     np_rng: np.random.Generator
     class_weights: torch.Tensor
+    loader: str = "tensor"  # the stream kind actually used ("tensor" or "dataloader"); kept for resuming
     run_dir: Path | None = None
     epoch: int = 0  # completed epochs
     history: list[dict] = field(default_factory=list)
@@ -101,30 +129,37 @@ class TrainState:
             "class_counts": [int(c) for c in self.data.counts], "history": self.history, "best": self.best,
             "rng": {"data": self.data_gen.get_state(), "aug": self.aug_gen.get_state(),
                     "numpy": json.dumps(self.np_rng.bit_generator.state), "torch": torch.get_rng_state()},
+            "loader": self.loader,
         }
 
-    def load_checkpoint_dict(self, ck: dict, path: str = "checkpoint") -> None:
-        check_compatible(ck, self.cfg.model, self.data.num_classes, self.cfg.dataset, path)
+    def load_checkpoint_dict(self, ck: dict, path: str = "checkpoint") -> bool:
+        """Restore everything from ``ck``; False if the augmentation generator could not be (another device)."""
+        check_compatible(ck, self.cfg.model, self.data.num_classes, self.cfg.dataset, path, list(self.data.classes))
         if [int(c) for c in ck.get("class_counts", [])] != [int(c) for c in self.data.counts]:
             raise GLMCError(f"{path} was trained on other class counts than this data set's long-tailed subset")
-        self.model.load_state_dict(ck["model"])
-        self.optimizer.load_state_dict(ck["optimizer"])
+        require_training_state(ck, path)
+        try:
+            self.model.load_state_dict(ck["model"])
+            self.optimizer.load_state_dict(ck["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise GLMCError(f"{path} does not fit this model: {str(exc).splitlines()[0][:160]}") from None
         self.epoch, self.history, self.best = int(ck["epoch"]), list(ck["history"]), ck.get("best")
         rng = ck["rng"]
         self.data_gen.set_state(rng["data"])
-        self.aug_gen.set_state(rng["aug"])
         self.np_rng.bit_generator.state = json.loads(rng["numpy"])
         torch.set_rng_state(rng["torch"])
+        try:
+            self.aug_gen.set_state(rng["aug"])
+        except RuntimeError:  # saved on another device type: CUDA and CPU generators keep different states
+            return False
+        return True
 
 
 def build_state(cfg: Config, data: LongTailData | None = None, loader: str = "auto") -> TrainState:
     """Data, model, optimiser and generators for ``cfg``, seeded."""
     cfg.validate()
     device = resolve_device(cfg.device)
-    if cfg.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
+    set_deterministic(cfg.deterministic)  # also switches it off again for a later run in the same notebook
     data = data if data is not None else prepare_data(cfg, progress=cfg.progress)
     torch.manual_seed(cfg.seed)
     spec = METHOD_SPECS[cfg.method]
@@ -136,7 +171,8 @@ def build_state(cfg: Config, data: LongTailData | None = None, loader: str = "au
     np_rng = np.random.default_rng(cfg.seed + 3)
     stream = make_train_stream(data, cfg, device, data_gen, aug_gen, loader)
     weights = mixing.class_weights(data.counts, cfg.label_k).to(device)
-    return TrainState(cfg, data, model, optimizer, device, stream, data_gen, aug_gen, np_rng, weights)
+    kind = "tensor" if isinstance(stream, TensorStream) else "dataloader"
+    return TrainState(cfg, data, model, optimizer, device, stream, data_gen, aug_gen, np_rng, weights, kind)
 
 
 def _emit(callbacks: Iterable[Callback], event: str, payload: dict) -> None:
@@ -145,9 +181,13 @@ def _emit(callbacks: Iterable[Callback], event: str, payload: dict) -> None:
 
 
 def train_one_epoch(state: TrainState, callbacks: Iterable[Callback] = (), stop: Callable[[], bool] | None = None,
-                    step_every: int = 10, stop_gradient: bool = True) -> dict | None:
+                    step_every: int = 10, check_every_step: bool | None = None,
+                    stop_gradient: bool = True) -> dict | None:
     """Train ``state.model`` for one epoch; returns the epoch's mean loss terms (None if stopped).
 
+    A NaN or infinite loss raises :class:`NonFiniteLoss` naming the epoch and step. With
+    ``check_every_step`` (default: on the CPU only) it is caught at once; otherwise the first
+    bad step is recorded on the device and reported at the epoch's end, with no host sync per step.
     ``stop_gradient=False`` drops the stop-gradient of ``L_sim`` (notebook 03's collapse demonstration only).
     """
     cfg, epoch, model = state.cfg, state.epoch, state.model
@@ -168,7 +208,8 @@ def train_one_epoch(state: TrainState, callbacks: Iterable[Callback] = (), stop:
     net = state.ddp if state.ddp is not None else model  # DDP averages the gradients over processes
     sums: dict[str, torch.Tensor] = {}
     lam_sum, steps = 0.0, 0
-    cpu = state.device.type == "cpu"
+    eager = state.device.type == "cpu" if check_every_step is None else check_every_step
+    first_bad = torch.zeros((), dtype=torch.long, device=state.device)  # 1-based step of the first bad loss
     bar = state.stream
     if cfg.progress:
         from tqdm.auto import tqdm
@@ -185,9 +226,11 @@ def train_one_epoch(state: TrainState, callbacks: Iterable[Callback] = (), stop:
         ctx = StepContext(lam, box, alpha, cfg.gamma, state.class_weights, state.data.num_classes, cfg.cutmix_label,
                           cfg.loss_reduction, partner, stop_gradient)
         loss, terms = step_loss(cfg.method, net, batch, ctx)
-        if cpu and not bool(torch.isfinite(loss)):
-            raise NonFiniteLoss(f"the loss became {float(loss)} at epoch {epoch + 1}, step {steps + 1}; "
-                                f"the run stopped and its last good checkpoint is kept (try a lower --lr)")
+        if eager:  # reading a CPU scalar is free: stop at once
+            if not bool(torch.isfinite(loss)):
+                raise NonFiniteLoss(_nonfinite_message(f"the loss became {float(loss.detach())}", state, steps + 1))
+        else:  # on a device, remember the first bad step there; no host sync per step
+            first_bad = torch.where(~torch.isfinite(loss.detach()) & (first_bad == 0), steps + 1, first_bad)
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         state.optimizer.step()
@@ -198,18 +241,35 @@ def train_one_epoch(state: TrainState, callbacks: Iterable[Callback] = (), stop:
         if callbacks and steps % step_every == 0:
             _emit(callbacks, "step", {"epoch": epoch + 1, "step": steps, "steps": len(state.stream),
                                       **{k: float(v) for k, v in terms.items()}})
-    return _epoch_means(state, sums, steps, lam_sum, alpha, lr)
+    return _epoch_means(state, sums, steps, lam_sum, alpha, lr, first_bad)
 
 
-def _epoch_means(state: TrainState, sums: dict, steps: int, lam_sum: float, alpha: float, lr: float) -> dict:
+def _epoch_means(state: TrainState, sums: dict, steps: int, lam_sum: float, alpha: float, lr: float,
+                 first_bad: torch.Tensor | None = None) -> dict:
     """The epoch's record from summed loss terms: means, averaged over processes; stops on NaN."""
     means = {k: float(v) / max(steps, 1) for k, v in sums.items()}
     means = state.dist.mean(means)
     state.dist.sync_buffers(state.model)  # every process evaluates rank 0's batch-norm statistics
     if not all(math.isfinite(v) for v in means.values()):
-        raise NonFiniteLoss(f"the loss became NaN or infinite during epoch {state.epoch + 1}; the run stopped and "
-                            f"its last good checkpoint is kept (try a lower --lr)")
+        raise NonFiniteLoss(_nonfinite_message("the loss became NaN or infinite", state,
+                                             int(first_bad) if first_bad is not None and int(first_bad) else None))
+    if not _weights_finite(state.model):  # the last step can blow the weights up with a finite loss
+        raise NonFiniteLoss(_nonfinite_message("the weights became NaN or infinite", state, steps))
     return {**means, "alpha": alpha, "lr": lr, "lambda_mean": lam_sum / max(steps, 1)}
+
+
+def _nonfinite_message(what: str, state: TrainState, step: int | None) -> str:
+    kept = (f"{state.run_dir}/checkpoint.pt still holds the last good epoch ({state.epoch})"
+            if state.run_dir is not None else "nothing was saved")
+    where = f"epoch {state.epoch + 1}, step {step}" if step else f"epoch {state.epoch + 1}"
+    return f"{what} at {where}; the run stopped and {kept} (try a lower --lr or a warm-up: --set warmup_epochs=5)"
+
+
+@torch.no_grad()
+def _weights_finite(model: torch.nn.Module) -> bool:
+    """One host sync per epoch: are all floating-point parameters and buffers finite?"""
+    flags = [torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point()]
+    return bool(torch.stack(flags).all()) if flags else True
 
 
 @torch.no_grad()
@@ -252,38 +312,25 @@ def _evaluate_split(state: TrainState, split) -> dict:
     return evaluate(state.model, split, state.cfg, state.data, state.device)
 
 
-def _new_run_dir(cfg: Config) -> Path:
-    name = cfg.run_name or f"{cfg.preset or cfg.dataset}-{cfg.method}-{datetime.now():%Y%m%d-%H%M%S}"
-    run_dir = Path(cfg.out) / name
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise GLMCError(f"run folder {run_dir} already exists; continue it with --resume {run_dir} "
-                        f"or choose another --run-name")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def fit(cfg: Config | None = None, *, data: LongTailData | None = None, resume: str | os.PathLike | None = None,
         callbacks: Iterable[Callback] = (), stop: Callable[[], bool] | None = None, save: bool = True,
         device: str | None = None, loader: str = "auto", log: Callable[[str], None] | None = None,
-        fast: bool | None = None) -> TrainState:
+        overrides: dict | None = None, fast: bool | None = None) -> TrainState:
     """Train (or resume) a run; returns the final :class:`TrainState`.
 
     Args:
         cfg: the run's configuration (ignored when resuming: the run's own config is used).
         data: an already prepared data set (else built from ``cfg``).
-        resume: a run folder (or its ``checkpoint.pt``) to continue from its last checkpoint.
+        resume: a run folder (or its ``checkpoint.pt``) to continue from its last checkpoint; a
+            folder killed before its first checkpoint starts again from its ``config.json``.
         callbacks: ``cb(event, payload)`` for live plots: ``"step"``, ``"epoch_end"``, ``"end"``.
         stop: polled between steps; returning True ends the run after the last full epoch.
         save: write the run folder (config, metrics, checkpoints).
         device: override the device (e.g. resume a GPU run on the CPU).
-        loader: ``"auto"``, ``"tensor"`` or ``"dataloader"`` (the reference path).
+        loader: ``"auto"``, ``"tensor"`` or ``"dataloader"`` (the reference path); a resumed run
+            keeps the one it started with.
         log: where one-line progress messages go (default: stderr).
+        overrides: config fields to change; when resuming only :data:`RESUME_OVERRIDES`.
         fast: None: the fast path when ``cfg.fast`` and the device is a CUDA GPU; True: the fast
             step wherever it applies (eagerly on the CPU); False: the reference step.
 
@@ -293,32 +340,61 @@ def fit(cfg: Config | None = None, *, data: LongTailData | None = None, resume: 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     env = distributed.from_environ()
     callbacks = list(callbacks)
-    ck = None
+    overrides = {**(overrides or {}), **({"device": device} if device is not None else {})}
+    ck, run_dir = None, None
     if resume is not None:
-        ck = load_checkpoint(resume)
-        cfg = Config.from_dict(ck["config"])
-        run_dir = Path(resume) if Path(resume).is_dir() else Path(resume).parent
+        ck, cfg, run_dir = open_run(resume, log)
+        loader = ck.get("loader", loader) if ck is not None else loader
+        refused = sorted(set(overrides) - set(RESUME_OVERRIDES))
+        if refused:
+            raise GLMCError(f"a resumed run keeps its own settings, so {', '.join(refused)} cannot change; "
+                            f"start a new run for that")
     elif cfg is None:
         raise GLMCError("fit needs a config or a run folder to resume")
-    if device is not None:
-        cfg = cfg.replace(device=device)
+    if overrides:
+        cfg = cfg.replace(**overrides)
     if env.active:  # one replica per process; rank 0 alone writes and talks
         cfg = distributed.setup(cfg, env)
         save = save and env.is_main
         log = log if env.is_main else (lambda msg: None)
         callbacks = callbacks if env.is_main else []
     state = build_state(cfg, data, loader)
-    if ck is not None:
-        state.load_checkpoint_dict(ck, str(resume))
+    for note in state.data.notes:  # e.g. skipped non-image files
+        log(f"data: {note}")
+    if run_dir is not None:
         state.run_dir = run_dir
-        log(f"resuming {run_dir} after epoch {state.epoch} of {cfg.epochs}")
+        if save:
+            remove_stale_temporaries(run_dir)
+        if ck is not None:
+            if not state.load_checkpoint_dict(ck, str(resume)):
+                log(f"note: {run_dir} was saved on another kind of device; its augmentation random stream "
+                    f"starts afresh, so the continued run is not bit-identical to an uninterrupted one")
+            log(f"resuming {run_dir} after epoch {state.epoch} of {cfg.epochs}" if state.epoch < cfg.epochs
+                else f"{run_dir} already finished its {cfg.epochs} epochs")
     elif save:
-        state.run_dir = _new_run_dir(cfg)
-        _write_text_atomic(state.run_dir / "config.json", cfg.to_json() + "\n")
+        state.run_dir = new_run_dir(cfg)
+        write_text_atomic(state.run_dir / "config.json", cfg.to_json() + "\n")
     distributed.attach(state, env)
     state.fast = maybe_fast_runner(state, fast) or False  # after the checkpoint: the runner holds optimiser buffers
-    if save and state.run_dir is not None:  # metrics.jsonl always mirrors the checkpoint's history
-        _write_text_atomic(state.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state.history))
+    try:
+        if save and state.run_dir is not None:  # metrics.jsonl always mirrors the checkpoint's history
+            write_text_atomic(state.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state.history))
+            if ck is None:  # epoch 0: a run killed in its first epoch resumes exactly too
+                save_checkpoint(state.checkpoint_dict(), state.run_dir / "checkpoint.pt")
+        _train_epochs(state, callbacks, stop, save, log)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or a notebook's "interrupt kernel"
+        exc.run_dir, exc.epoch = state.run_dir, state.epoch  # for the CLI's one-line message
+        if state.run_dir is not None and save:
+            exc.add_note(f"glmc: the last checkpoint holds epoch {state.epoch}; continue with "
+                         f"fit(resume={str(state.run_dir)!r}) or 'glmc train --resume {state.run_dir}'")
+        raise
+    _finish(state, callbacks, save)
+    return state
+
+
+def _train_epochs(state: TrainState, callbacks: list, stop, save: bool, log: Callable[[str], None]) -> None:
+    """Epochs until the last one (or ``stop``): train, evaluate, save the checkpoint, then log the line."""
+    cfg = state.cfg
     select = "val_top1" if state.data.val is not None else "top1"
     while state.epoch < cfg.epochs:
         t0 = time.perf_counter()
@@ -344,20 +420,26 @@ def fit(cfg: Config | None = None, *, data: LongTailData | None = None, resume: 
                                  "classes": list(state.data.classes),
                                  "class_counts": [int(c) for c in state.data.counts], "best": state.best},
                                 state.run_dir / "best.pt")
+            # checkpoint.pt before metrics.jsonl: a kill in between is repaired on resume from the history
             save_checkpoint(state.checkpoint_dict(), state.run_dir / "checkpoint.pt")
             with open(state.run_dir / "metrics.jsonl", "a") as fh:
                 fh.write(json.dumps(record) + "\n")
         log(_epoch_line(record, cfg.epochs))
         _emit(callbacks, "epoch_end", record)
-    if state.history and state.epoch >= cfg.epochs:
-        summary = {"final": {k: state.history[-1][k] for k in ("epoch", "top1", "many", "medium", "few")},
-                   "best": state.best, "selected_by": select, "epochs": cfg.epochs,
-                   "train_seconds": sum(r["train_seconds"] for r in state.history),
-                   "seconds": sum(r["seconds"] for r in state.history)}
-        if save:
-            _write_text_atomic(state.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-        _emit(callbacks, "end", summary)
-    return state
+
+
+def _finish(state: TrainState, callbacks: list, save: bool) -> None:
+    """``summary.json`` and the ``"end"`` event, once every epoch is done."""
+    if not state.history or state.epoch < state.cfg.epochs:
+        return
+    select = "val_top1" if state.data.val is not None else "top1"
+    summary = {"final": {k: state.history[-1][k] for k in ("epoch", "top1", "many", "medium", "few")},
+               "best": state.best, "selected_by": select, "epochs": state.cfg.epochs,
+               "train_seconds": sum(r["train_seconds"] for r in state.history),
+               "seconds": sum(r["seconds"] for r in state.history)}
+    if save:
+        write_text_atomic(state.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    _emit(callbacks, "end", summary)
 
 
 def _fmt(v) -> str:

@@ -26,8 +26,12 @@ def longtail_counts(n_max: int, num_classes: int, imbalance_factor: float) -> li
         return [int(n_max)]
     # (1/IF)^(i/(C-1)) as the authors and LDAM compute it; a tiny epsilon guards the floor
     # against results like 49.99999999 for exact integers.
-    return [int(np.floor(n_max * (1.0 / imbalance_factor) ** (i / (num_classes - 1.0)) + 1e-9))
-            for i in range(num_classes)]
+    counts = [int(np.floor(n_max * (1.0 / imbalance_factor) ** (i / (num_classes - 1.0)) + 1e-9))
+              for i in range(num_classes)]
+    if counts[-1] < 1:
+        raise GLMCError(f"imbalance factor {imbalance_factor:g} with {n_max} images in the largest class leaves the "
+                        f"smallest class empty; use an imbalance factor of at most {n_max}")
+    return counts
 
 
 def longtail_indices(labels: np.ndarray, counts: Sequence[int], seed: int = 0,

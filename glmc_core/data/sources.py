@@ -12,9 +12,11 @@ import hashlib
 import io
 import os
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+
 import numpy as np
 
 from ..errors import GLMCError
@@ -220,13 +222,13 @@ def index_image_folder(path) -> tuple[list[str], FileSplit, FileSplit, list[str]
     if not any(len(p) >= 3 and p[0] in ("train", "test") for p in parts) and len(prefixes) == 1:
         prefix = (next(iter(prefixes)),)
     items: dict[str, dict[str, list[str]]] = {"train": {}, "test": {}}
-    skipped = 0
-    for name, p in zip(names, parts):
+    skipped: list[str] = []
+    for name, p in zip(names, parts, strict=True):
         p = p[len(prefix):] if p[: len(prefix)] == prefix else None
         if not p or len(p) < 3 or p[0] not in items:
             continue
         if p[-1].startswith(".") or PurePosixPath(p[-1]).suffix.lower() not in IMAGE_EXTENSIONS:
-            skipped += 1
+            skipped.append(name)
             continue
         items[p[0]].setdefault(p[1], []).append(name)
     train_classes, test_classes = sorted(items["train"]), sorted(items["test"])
@@ -249,7 +251,8 @@ def index_image_folder(path) -> tuple[list[str], FileSplit, FileSplit, list[str]
             labels += [c] * len(files)
         splits.append(FileSplit(paths, np.asarray(labels, dtype=np.int64), str(path),
                                 str(path) if path.suffix.lower() == ".zip" else None))
-    notes = [f"skipped {skipped} non-image files"] if skipped else []
+    notes = [f"skipped {len(skipped)} non-image file(s) (first: {skipped[0]}); images need one of the extensions "
+             f"{' '.join(sorted(IMAGE_EXTENSIONS))}"] if skipped else []
     return train_classes, splits[0], splits[1], notes
 
 
@@ -262,7 +265,7 @@ def _decode(data: bytes, name: str, image_size: int) -> np.ndarray:
             if img.size != (image_size, image_size):
                 img = img.resize((image_size, image_size), Image.BILINEAR)
             return np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise GLMCError(f"corrupt or unreadable image file {name}: {exc.__class__.__name__}; "
                         f"remove or replace it") from None
 
@@ -328,6 +331,10 @@ def load_image_folder(path, image_size: int = 32, decode: bool = True, progress:
 
 
 # ------------------------------------------------------------------------------ split lists
+_LABEL = re.compile(r"-?[0-9]+", re.ASCII)
+_MAX_CLASSES = 1_000_000  # labels are class indices; iNaturalist 2018 has 8,142 classes
+
+
 def parse_split_list(list_path, num_classes: int | None = None) -> tuple[list[str], np.ndarray]:
     """Read a split list: one ``relative/path label`` per line (ImageNet-LT, iNat 2018, Places-LT).
 
@@ -335,11 +342,13 @@ def parse_split_list(list_path, num_classes: int | None = None) -> tuple[list[st
     is reported with its file and line number.
     """
     list_path = Path(list_path).expanduser()
+    if list_path.is_dir():
+        raise GLMCError(f"split list {list_path} is a folder; give the file of 'relative/path label' lines")
     if not list_path.is_file():
         raise GLMCError(f"split list {list_path} not found; give the file of 'relative/path label' lines")
     paths, labels = [], []
     try:
-        text = list_path.read_text(encoding="utf-8")
+        text = list_path.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark is not part of the first path
     except UnicodeDecodeError:
         raise GLMCError(f"split list {list_path} is not UTF-8 text") from None
     for lineno, line in enumerate(text.splitlines(), 1):
@@ -350,10 +359,11 @@ def parse_split_list(list_path, num_classes: int | None = None) -> tuple[list[st
         if len(parts) != 2:
             raise GLMCError(f"{list_path}:{lineno}: expected 'relative/path label', got {stripped[:80]!r}")
         rel, lab = parts
-        try:
-            label = int(lab)
-        except ValueError:
-            raise GLMCError(f"{list_path}:{lineno}: label {lab!r} is not a whole number") from None
+        if not _LABEL.fullmatch(lab):  # int() would also take "1_000", "+1" or non-ASCII digits
+            raise GLMCError(f"{list_path}:{lineno}: label {lab!r} is not a whole number")
+        label = int(lab)
+        if label >= _MAX_CLASSES:
+            raise GLMCError(f"{list_path}:{lineno}: label {label} is too large (at most {_MAX_CLASSES - 1})")
         if label < 0 or (num_classes is not None and label >= num_classes):
             raise GLMCError(f"{list_path}:{lineno}: label {label} is out of range"
                             + (f" 0..{num_classes - 1}" if num_classes else " (must be >= 0)"))

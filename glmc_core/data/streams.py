@@ -118,8 +118,10 @@ class LoaderStream:
         ds = _TwoViewDataset(split, train_tf)
         self.resampler = ClassResampler(split.labels, num_classes, cfg.resample_q, cfg.resample_convention)
         pin = torch.device(device).type == "cuda"
+        # Persistent workers carry their random state across epochs, which a resumed run cannot restore;
+        # deterministic runs start fresh workers each epoch, seeded from data_gen (saved in checkpoints).
         common = dict(batch_size=cfg.batch_size, num_workers=cfg.num_workers, pin_memory=pin,
-                      persistent_workers=cfg.num_workers > 0)
+                      persistent_workers=cfg.num_workers > 0 and not cfg.deterministic)
         self.uniform = torch.utils.data.DataLoader(ds, shuffle=True, generator=data_gen, **common)
         sampler = torch.utils.data.WeightedRandomSampler(self.resampler.sample_probs.double(), len(ds),
                                                          replacement=True, generator=data_gen)

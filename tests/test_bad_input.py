@@ -1,0 +1,328 @@
+"""Bad input everywhere a user types: one test per row of the table in docs/robustness.md.
+
+Every mistake ends in exit status 2 and one line, ``glmc: error: ...``, that names the problem
+(no traceback); guarded training stops cleanly on NaN, out-of-memory and a full disk."""
+
+from __future__ import annotations
+
+import errno
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from glmc_core import checkpoint as ckpt
+from glmc_core import cli
+from glmc_core import train as train_mod
+from glmc_core.checkpoint import load_checkpoint, save_checkpoint
+from glmc_core.config import get_preset
+from glmc_core.data import load_image_folder, parse_split_list
+from glmc_core.errors import GLMCError
+from glmc_core.train import NonFiniteLoss, fit
+
+
+@pytest.fixture(autouse=True)
+def _setup(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # the default ./runs and ./data/cache land here, not in the repository
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: one thread is fastest, and robust to shared CPUs
+    yield
+    torch.set_num_threads(before)
+
+
+def run_cli(capsys, argv) -> tuple[int, list[str]]:
+    rc = cli.main([str(a) for a in argv])
+    return rc, capsys.readouterr().err.strip().splitlines()
+
+
+def make_images(root: Path, layout: dict[str, dict[str, int]], size=(10, 10), mode="RGB") -> Path:
+    """``layout = {"train": {"cat": 3}, "test": {...}}``: that many small PNGs per class folder."""
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    for split, classes in layout.items():
+        (root / split).mkdir(exist_ok=True)
+        for cls, n in classes.items():
+            (root / split / cls).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (*size[::-1], 3), dtype=np.uint8)).convert(mode).save(
+                    root / split / cls / f"{i}.png")
+    return root
+
+
+QUICK = ["--preset", "digits-lt", "--epochs", "1", "--device", "cpu", "--no-progress", "--set", "image_size=8",
+         "--set", "test_per_class=5"]
+FOLDER = ["--set", "dataset=imagefolder", "--set", "imbalance_factor=1", "--batch-size", "4"]
+SPLITS = ["--set", "dataset=splitlist", "--set", "imbalance_factor=1", "--batch-size", "4",
+          "--set", "train_list=train.txt", "--set", "test_list=test.txt"]
+TREE = {"train": {"a": 3, "b": 3}, "test": {"a": 2, "b": 2}}
+
+
+def _split_root(tmp_path: Path, train: str | bytes, test: str = "a/0.png 0\nb/0.png 1\n") -> Path:
+    make_images(tmp_path / "root", {"": {"a": 3, "b": 3}})
+    _file(tmp_path / "root" / "train.txt", train if isinstance(train, bytes) else train.encode())
+    (tmp_path / "root" / "test.txt").write_text(test)
+    return tmp_path / "root"
+
+
+def _file(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def _truncated_checkpoint(tmp_path: Path) -> Path:
+    path = save_checkpoint({"model": {"w": torch.zeros(5000)}}, tmp_path / "run" / "checkpoint.pt")
+    path.write_bytes(path.read_bytes()[:3000])
+    return path
+
+
+# (row id, argv built from tmp_path, what the one line says). Mirrors the table in docs/robustness.md.
+ROWS = [
+    # --- CLI flags
+    ("unknown-flag", lambda t: ["train", *QUICK, "--epochz", "3"], "unrecognized arguments: --epochz 3"),
+    ("not-a-number", lambda t: ["train", *QUICK, "--epochs", "three"], "argument --epochs: invalid int value"),
+    ("zero-epochs", lambda t: ["train", *QUICK, "--epochs", "0"], "epochs must be at least 1, got 0"),
+    ("nan-lr", lambda t: ["train", *QUICK, "--lr", "nan"], "'lr' must be a finite number, got nan"),
+    ("negative-lr", lambda t: ["train", *QUICK, "--lr", "-0.1"], "lr must be positive"),
+    ("batch-of-one", lambda t: ["train", *QUICK, "--batch-size", "1"], "batch size must be at least 2, got 1"),
+    ("no-preset", lambda t: ["train"], "train needs --preset NAME"),
+    ("unknown-preset", lambda t: ["train", "--preset", "cifar11"], "unknown preset 'cifar11'"),
+    ("unknown-model", lambda t: ["train", *QUICK, "--model", "resnet9"], "unknown model 'resnet9'"),
+    ("unknown-method", lambda t: ["train", *QUICK, "--method", "glmx"], "unknown method 'glmx'"),
+    ("unknown-device", lambda t: ["train", *QUICK, "--device", "tpu", "--out", t], "unknown device 'tpu'"),
+    ("bad-choice", lambda t: ["train", *QUICK, "--loader", "gpu"], "argument --loader: invalid choice: 'gpu'"),
+    ("resume-and-change", lambda t: ["train", "--resume", t, "--lr", "0.1"], "drop --lr"),
+    # --- preset overrides (--set)
+    ("set-without-equals", lambda t: ["train", *QUICK, "--set", "gamma"], "--set expects key=value, got 'gamma'"),
+    ("set-unknown-field", lambda t: ["train", *QUICK, "--set", "gama=2"], "gama (did you mean gamma?)"),
+    ("set-wrong-type", lambda t: ["train", *QUICK, "--set", "epochs=1.5"], "'epochs' must be a whole number"),
+    ("set-not-a-bool", lambda t: ["train", *QUICK, "--set", "deterministic=maybe"], "must be true/false"),
+    ("set-out-of-range", lambda t: ["train", *QUICK, "--set", "seed=-1"], "seed must be a whole number from 0"),
+    ("set-bad-choice", lambda t: ["train", *QUICK, "--set", "augment=auto"], "augment must be cifar, imagenet"),
+    ("imbalance-below-one", lambda t: ["train", *QUICK, "--imbalance-factor", "0.5"], "must be at least 1"),
+    ("imbalance-too-large", lambda t: ["train", *QUICK, "--imbalance-factor", "1000", "--out", t],
+     "leaves the smallest class empty"),
+    # --- data roots
+    ("cifar-not-found", lambda t: ["train", "--preset", "cifar10-lt-if100", "--data-root", t / "none", "--out", t],
+     "CIFAR-10 not found under"),
+    ("root-missing", lambda t: ["train", *QUICK, *FOLDER, "--data-root", t / "none", "--out", t], "does not exist"),
+    ("root-is-a-file", lambda t: ["train", *QUICK, *FOLDER, "--data-root", _file(t / "x.txt", b"hi"), "--out", t],
+     "is a file but not a .zip"),
+    ("corrupt-zip", lambda t: ["train", *QUICK, *FOLDER, "--data-root", _file(t / "d.zip", b"PK junk"), "--out", t],
+     "is not a readable .zip file"),
+    # --- image folders
+    ("empty-folder", lambda t: ["train", *QUICK, *FOLDER, "--data-root", make_images(t / "d", {}), "--out", t],
+     "no images found under"),
+    ("no-test-split", lambda t: ["train", *QUICK, *FOLDER, "--data-root", make_images(t / "d", {"train": {"a": 2}}),
+                                 "--out", t], "no test images found"),
+    ("mismatched-classes",
+     lambda t: ["train", *QUICK, *FOLDER, "--out", t, "--data-root",
+                make_images(t / "d", {"train": {"a": 2, "b": 2}, "test": {"a": 1, "c": 1}})],
+     "only in train: ['b'], only in test: ['c']"),
+    ("corrupt-image",
+     lambda t: ["train", *QUICK, *FOLDER, "--out", t, "--data-root",
+                _file(make_images(t / "d", TREE) / "train" / "a" / "bad.jpg", b"not an image").parents[2]],
+     "corrupt or unreadable image file train/a/bad.jpg"),
+    # --- split lists
+    ("list-missing", lambda t: ["train", *QUICK, *SPLITS, "--data-root", _split_root(t, "a/0.png 0\n"), "--out", t,
+                                "--set", "train_list=nope.txt"], "split list"),
+    ("label-out-of-range", lambda t: ["train", *QUICK, *SPLITS, "--out", t, "--data-root",
+                                      _split_root(t, "a/0.png 0\nb/1.png 1\n", "a/2.png 0\nb/2.png 5\n")],
+     "test.txt:2: label 5 is out of range 0..1"),
+    ("negative-label", lambda t: ["train", *QUICK, *SPLITS, "--out", t, "--data-root",
+                                  _split_root(t, "a/0.png -1\n")], "train.txt:1: label -1 is out of range"),
+    ("malformed-line", lambda t: ["train", *QUICK, *SPLITS, "--out", t, "--data-root",
+                                  _split_root(t, "a/0.png 0\nb/1.png\n")],
+     "train.txt:2: expected 'relative/path label', got 'b/1.png'"),
+    ("label-not-a-number", lambda t: ["train", *QUICK, *SPLITS, "--out", t, "--data-root",
+                                      _split_root(t, "a/0.png cat\n")], "train.txt:1: label 'cat' is not a whole"),
+    ("image-missing", lambda t: ["train", *QUICK, *SPLITS, "--out", t, "--data-root",
+                                 _split_root(t, "a/0.png 0\nb/9.png 1\n")],
+     "1 image file(s) of the split list are missing"),
+    ("not-utf8", lambda t: ["train", *QUICK, *SPLITS, "--out", t, "--data-root", _split_root(t, b"caf\xe9.png 0\n")],
+     "train.txt is not UTF-8 text"),
+    ("class-without-images", lambda t: ["train", *QUICK, *SPLITS, "--out", t, "--data-root",
+                                        _split_root(t, "a/0.png 0\nb/0.png 2\n", "a/1.png 0\n")],
+     "class(es) ['1'] have no training images"),
+    # --- checkpoints
+    ("checkpoint-missing", lambda t: ["evaluate", "--checkpoint", t / "none.pt"], "not found"),
+    ("checkpoint-truncated", lambda t: ["evaluate", "--checkpoint", _truncated_checkpoint(t)],
+     "is truncated or corrupt"),
+    ("not-a-checkpoint", lambda t: ["evaluate", "--checkpoint", _file(t / "x.pt", b"hello " * 100)],
+     "is not a PyTorch checkpoint"),
+    ("resume-best-pt", lambda t: ["train", "--resume", save_checkpoint(
+        {"config": {}, "model": {}}, t / "run" / "best.pt")], "holds no training state"),
+    ("resume-not-a-run", lambda t: ["train", "--resume", t], "is not a run folder"),
+    ("resume-missing", lambda t: ["train", "--resume", t / "none"], "nothing to resume"),
+]
+
+
+@pytest.mark.parametrize("build, expected", [(b, e) for _, b, e in ROWS], ids=[r[0] for r in ROWS])
+def test_bad_input_row(tmp_path, capsys, build, expected):
+    argv = build(tmp_path)
+    rc, lines = run_cli(capsys, argv)
+    assert rc == 2
+    assert len(lines) == 1 and lines[0].startswith("glmc: error: "), lines
+    assert expected in lines[0]
+    if argv[0] == "train" and "--resume" not in argv:  # a refused run leaves no run folder behind
+        assert not list(tmp_path.glob("digits-lt-*")) and not (tmp_path / "runs").exists()
+
+
+def test_cuda_asked_without_a_gpu(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    rc, lines = run_cli(capsys, ["train", *QUICK, "--device", "cuda"])
+    assert rc == 2 and "no CUDA GPU is available" in lines[-1]
+
+
+def test_no_command_prints_help(capsys):
+    assert cli.main([]) == 2
+    assert "usage: glmc" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ inputs that are fine but odd
+def test_non_image_files_are_skipped_and_named(tmp_path, capsys):
+    root = make_images(tmp_path / "d", TREE)
+    _file(root / "train" / "a" / "notes.txt", b"hello")
+    _file(root / "test" / "b" / ".DS_Store", b"\0")
+    rc, lines = run_cli(capsys, ["train", *QUICK, *FOLDER, "--data-root", root, "--out", tmp_path / "runs"])
+    assert rc == 0
+    assert "data: skipped 2 non-image file(s) (first: " in "\n".join(lines)
+
+
+def test_mixed_sizes_and_modes_are_converted(tmp_path):
+    root = make_images(tmp_path / "d", {"train": {"a": 2}, "test": {"a": 1}}, size=(10, 10))
+    make_images(tmp_path / "d", {"train": {"b": 2}, "test": {"b": 1}}, size=(31, 17), mode="L")
+    Image.new("RGBA", (5, 40), (1, 2, 3, 4)).save(root / "train" / "a" / "rgba.png")
+    Image.new("P", (12, 12)).save(root / "train" / "b" / "palette.gif")
+    Image.new("I;16", (9, 9)).save(root / "test" / "a" / "deep.tif")
+    src = load_image_folder(root, image_size=8, progress=False)
+    assert src.train.images.shape == (6, 8, 8, 3) and src.train.images.dtype == np.uint8
+    assert src.test.images.shape == (3, 8, 8, 3)
+    assert src.classes == ["a", "b"]
+
+
+def test_split_list_skips_blank_lines_comments_and_bom(tmp_path):
+    path = tmp_path / "list.txt"
+    path.write_bytes("\ufeff# a comment\n\nimages/with space.jpg 1\r\n   \n\tb.png\t0\n".encode())
+    paths, labels = parse_split_list(path)
+    assert paths == ["images/with space.jpg", "b.png"] and labels.tolist() == [1, 0]
+
+
+@pytest.mark.parametrize("label", ["1_0", "+1", "\u0661", "1.0", "0x1"])
+def test_split_list_labels_are_plain_digits(tmp_path, label):
+    path = tmp_path / "list.txt"
+    path.write_text(f"a.png {label}\n")
+    with pytest.raises(GLMCError, match="is not a whole number"):
+        parse_split_list(path)
+
+
+# ------------------------------------------------------------------------------ guarded training
+def tiny_config(tmp_path, **overrides):
+    base = dict(image_size=8, test_per_class=5, n_max=40, batch_size=16, epochs=3, device="cpu", progress=False,
+                deterministic=True, out=str(tmp_path), run_name="r")
+    return get_preset("digits-lt", **{**base, **overrides})
+
+
+def test_exploding_lr_stops_with_epoch_and_step(tmp_path, capsys):
+    rc, lines = run_cli(capsys, ["train", *QUICK, "--lr", "1e6", "--out", tmp_path, "--run-name", "r"])
+    assert rc == 2
+    assert lines[-1].startswith("glmc: error: the loss became nan at epoch 1, step ")
+    assert load_checkpoint(tmp_path / "r")["epoch"] == 0  # the last good state: the untrained start
+
+
+@pytest.mark.parametrize("every_step", [True, False], ids=["cpu-check", "device-check"])
+def test_nan_in_a_later_epoch_keeps_the_previous_checkpoint(tmp_path, monkeypatch, every_step):
+    real, calls = train_mod.step_loss, {"n": 0}
+
+    def poisoned(method, model, batch, ctx):  # step 3 of epoch 2 (9 steps an epoch) turns NaN
+        loss, terms = real(method, model, batch, ctx)
+        calls["n"] += 1
+        return (loss * float("nan"), terms) if calls["n"] == 9 + 3 else (loss, terms)
+
+    monkeypatch.setattr(train_mod, "step_loss", poisoned)
+    original = train_mod.train_one_epoch
+    monkeypatch.setattr(train_mod, "train_one_epoch",
+                        lambda *a, **k: original(*a, **k, check_every_step=every_step))
+    with pytest.raises(NonFiniteLoss) as exc:
+        fit(tiny_config(tmp_path), log=lambda m: None)
+    assert "at epoch 2, step 3;" in str(exc.value)
+    assert "checkpoint.pt still holds the last good epoch (1)" in str(exc.value)
+    ck = load_checkpoint(tmp_path / "r")
+    assert ck["epoch"] == 1 and all(torch.isfinite(t).all() for t in ck["model"].values() if t.is_floating_point())
+
+
+def test_gpu_out_of_memory_gets_a_hint(monkeypatch, capsys):
+    monkeypatch.setattr(train_mod, "fit", _raise(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")))
+    rc, lines = run_cli(capsys, ["train", *QUICK])
+    assert rc == 2 and len(lines) == 1
+    assert "ran out of memory" in lines[0] and "--batch-size" in lines[0] and "--loader dataloader" in lines[0]
+
+
+def _raise(exc):
+    def fail(*args, **kwargs):
+        raise exc
+    return fail
+
+
+def test_other_runtime_errors_are_not_hidden(monkeypatch):
+    monkeypatch.setattr(train_mod, "fit", _raise(RuntimeError("a real bug")))
+    with pytest.raises(RuntimeError, match="a real bug"):
+        cli.main(["train", *QUICK])
+
+
+def test_existing_run_folder_is_never_overwritten(tmp_path, capsys):
+    args = ["train", *QUICK, "--out", tmp_path, "--run-name", "r"]
+    assert run_cli(capsys, args)[0] == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()}
+    rc, lines = run_cli(capsys, args)
+    assert rc == 2 and lines == [f"glmc: error: run folder {tmp_path / 'r'} already exists; continue it with "
+                                 f"--resume {tmp_path / 'r'} or choose another --run-name"]
+    assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()} == before
+    _file(tmp_path / "f", b"a file")
+    rc, lines = run_cli(capsys, ["train", *QUICK, "--out", tmp_path, "--run-name", "f"])
+    assert rc == 2 and "already exists" in lines[0]
+
+
+def test_full_disk_while_saving(tmp_path, capsys, monkeypatch):
+    real = torch.save
+    calls = {"n": 0}
+
+    def save(obj, fh, *a, **k):  # the epoch-0 checkpoint fits, the next write does not
+        calls["n"] += 1
+        if calls["n"] > 1:
+            fh.write(b"PK\x03\x04partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(obj, fh, *a, **k)
+
+    monkeypatch.setattr(ckpt.torch, "save", save)
+    rc, lines = run_cli(capsys, ["train", *QUICK, "--out", tmp_path, "--run-name", "r"])
+    assert rc == 2 and lines[-1] == "glmc: error: No space left on device"
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path / "r")["epoch"] == 0
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["checkpoint.pt", "config.json", "metrics.jsonl"]
+
+
+def test_unwritable_output_folder(tmp_path, capsys):
+    _file(tmp_path / "blocker", b"not a folder")
+    rc, lines = run_cli(capsys, ["train", *QUICK, "--out", tmp_path / "blocker" / "runs"])
+    assert rc == 2 and lines[-1].startswith("glmc: error: cannot create the run folder")
+
+
+def test_interrupt_before_training_says_nothing_to_resume(monkeypatch, capsys):
+    monkeypatch.setattr(train_mod, "fit", _raise(KeyboardInterrupt()))
+    rc, lines = run_cli(capsys, ["train", *QUICK])
+    assert rc == 130 and lines == ["glmc: interrupted (no run had started, so there is nothing to resume)"]
+
+
+def test_checkpoint_one_liners_are_readable(tmp_path):
+    """A user-facing message never carries torch's multi-paragraph text."""
+    blob = io.BytesIO()
+    torch.save({"format": ckpt.FORMAT, "x": Path("/etc")}, blob)
+    _file(tmp_path / "c.pt", blob.getvalue())
+    with pytest.raises(GLMCError) as exc:
+        load_checkpoint(tmp_path / "c.pt")
+    assert len(str(exc.value)) < 300 and "pathlib" in str(exc.value)
