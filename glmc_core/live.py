@@ -119,12 +119,22 @@ class LivePlot:
         self.redraws += 1
         if self.output is None:
             return
-        from IPython.display import clear_output, display
-
         fig = self.figure()
-        with self.output:
-            clear_output(wait=True)
-            display(fig)
+        if _in_kernel():
+            from IPython.display import clear_output, display
+
+            with self.output:
+                clear_output(wait=True)  # the old figure goes only when the new one arrives: no flicker
+                display(fig)
+        else:  # no kernel routes output into the widget: set its outputs directly (tests, plain Python)
+            import base64
+            import io
+
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=72)
+            self.output.outputs = ({"output_type": "display_data", "metadata": {},
+                                    "data": {"image/png": base64.b64encode(buf.getvalue()).decode(),
+                                             "text/plain": repr(fig)}},)
 
     def _set_status(self, text: str) -> None:
         if self.status is not None:
@@ -147,6 +157,15 @@ class LivePlot:
             total = self.epochs or (self.history[-1].get("epochs") if self.history else None)
             self._bar = tqdm(total=total, initial=len(self.history) - 1, desc="epochs", unit="epoch")
         self._bar.update(1)
+
+
+def _in_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    ip = get_ipython()
+    return ip is not None and getattr(ip, "kernel", None) is not None
 
 
 # ------------------------------------------------------------------------------ notebook runs
