@@ -166,7 +166,7 @@ class Evaluation:
 
 
 def evaluate_run(run: Run | str | os.PathLike, data: LongTailData | None = None, which: str = "best",
-                 device: str | torch.device = "cpu", data_root: str | None = None) -> Evaluation:
+                 device: str | torch.device = "auto", data_root: str | None = None) -> Evaluation:
     """Load the run's checkpoint and predict the test set, keeping the features."""
     from .train import predict, resolve_device
 
