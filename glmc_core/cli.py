@@ -77,7 +77,32 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--preset", required=True)
     d.add_argument("--data-root")
     d.add_argument("--imbalance-factor", type=float)
+    # --- glmc analyze (figures and tables of finished runs; see glmc_core/report.py) ---
+    a = sub.add_parser("analyze", help="figures (PNG) and a results table for one or more run folders")
+    a.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders written by 'glmc train'")
+    a.add_argument("--out", help="where to write the figures (default: RUN_DIR/analysis for one run, "
+                                 "./analysis for several)")
+    a.add_argument("--umap", action=argparse.BooleanOptionalAction, default=True,
+                   help="draw UMAP embeddings of the test features (needs umap-learn; cached in the run folder)")
+    a.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint to analyse")
+    a.add_argument("--max-points", type=int, default=2000, help="test images in each UMAP (a random subsample)")
+    a.add_argument("--data-root", help="where the data set is now, if it moved")
+    a.add_argument("--device", default="auto")
     return p
+
+
+def _cmd_analyze(args) -> int:
+    from pathlib import Path
+
+    from .report import write_report
+
+    out = args.out or (Path(args.run_dirs[0]) / "analysis" if len(args.run_dirs) == 1 else Path("analysis"))
+    written = write_report(args.run_dirs, out, umap=args.umap, which=args.checkpoint, device=args.device,
+                           max_points=args.max_points, data_root=args.data_root,
+                           log=lambda m: print(m, file=sys.stderr, flush=True))
+    print((Path(out) / "results.md").read_text(), end="")
+    print(f"{len(written)} files written to {out}")
+    return 0
 
 
 def _train_config(args) -> Config:
@@ -200,7 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
-        handler = {"train": _cmd_train, "evaluate": _cmd_evaluate, "presets": _cmd_presets, "data": _cmd_data}
+        handler = {"train": _cmd_train, "evaluate": _cmd_evaluate, "presets": _cmd_presets, "data": _cmd_data,
+                   "analyze": _cmd_analyze}
         status = handler[args.command](args)
         sys.stdout.flush()  # a closed pipe shows up here, inside the handler below, not at exit
         return status

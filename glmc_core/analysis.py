@@ -1,0 +1,291 @@
+"""What a trained run learned: features, predictions, UMAP, confusion, weight norms, result tables.
+
+A run folder (see :mod:`glmc_core.train`) is read into a :class:`Run`; :func:`evaluate_run`
+rebuilds its data and model, loads ``best.pt`` (or the last ``checkpoint.pt``) and keeps the
+test set's targets, predictions and penultimate features in an :class:`Evaluation`. The
+figures of :mod:`glmc_core.plots` and ``glmc analyze`` are drawn from these two objects.
+
+The paper's Fig. 1/5 look at the same things: how the classifier's weight norms follow the
+class counts (a head-biased classifier has larger norms for frequent classes) and how the
+learned features of head and tail classes separate.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from .checkpoint import check_compatible, load_checkpoint
+from .config import Config
+from .data import GROUPS, LongTailData, prepare_data
+from .errors import GLMCError
+from .methods import METHOD_SPECS
+from .metrics import confusion_matrix, group_accuracy, per_class_accuracy
+from .models import build_model
+
+__all__ = ["Run", "Evaluation", "load_run", "load_history", "run_data", "load_model", "evaluate_run",
+           "trained_heads", "subsample", "umap_embedding", "run_umap", "weight_norms", "results_rows",
+           "to_markdown", "to_csv"]
+
+
+@dataclass
+class Run:
+    """A run folder as read from disk: its config, per-epoch metrics and (if finished) summary."""
+
+    path: Path
+    config: Config
+    history: list[dict] = field(default_factory=list)  # metrics.jsonl, one dict per epoch
+    summary: dict | None = None  # summary.json, None while the run is unfinished
+    name: str = ""  # a short label for tables and legends (the folder name)
+
+    @property
+    def method(self) -> str:
+        return self.config.method
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.history) and self.history[-1]["epoch"] >= self.config.epochs
+
+    def checkpoint_path(self, which: str = "best") -> Path:
+        """``best.pt`` (``which="best"``, falling back to the last checkpoint) or ``checkpoint.pt``."""
+        if which not in ("best", "last"):
+            raise GLMCError(f"checkpoint must be 'best' or 'last', got {which!r}")
+        best, last = self.path / "best.pt", self.path / "checkpoint.pt"
+        if which == "best" and best.is_file():
+            return best
+        if last.is_file():
+            return last
+        raise GLMCError(f"{self.path} holds no checkpoint (best.pt or checkpoint.pt); train it first")
+
+
+def load_history(path: str | os.PathLike) -> list[dict]:
+    """Rows of ``metrics.jsonl``; a half-written last line (a run killed mid-write) is skipped."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return rows
+
+
+def load_run(path: str | os.PathLike, name: str | None = None) -> Run:
+    """Read a run folder (``config.json``, ``metrics.jsonl``, ``summary.json``)."""
+    path = Path(path)
+    if path.is_file():  # a checkpoint inside the run folder
+        path = path.parent
+    cfg_path = path / "config.json"
+    if not cfg_path.is_file():
+        raise GLMCError(f"{path} is not a run folder (no config.json); give the folder 'glmc train' wrote")
+    try:
+        cfg = Config.from_dict(json.loads(cfg_path.read_text()))
+    except json.JSONDecodeError:
+        raise GLMCError(f"{cfg_path} is not valid JSON") from None
+    summary_path = path / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
+    return Run(path, cfg, load_history(path), summary, name or path.name)
+
+
+def run_data(run: Run, data_root: str | None = None) -> LongTailData:
+    """The run's long-tailed data set, rebuilt from its config (``data_root`` if the data moved)."""
+    cfg = run.config if data_root is None else run.config.replace(data_root=data_root)
+    return prepare_data(cfg, progress=False)
+
+
+def load_model(run: Run, num_classes: int, which: str = "best", device: str | torch.device = "cpu"):
+    """``(model, checkpoint)`` of the run, in eval mode on ``device``."""
+    path = run.checkpoint_path(which)
+    ck = load_checkpoint(path)
+    cfg = run.config
+    check_compatible(ck, cfg.model, num_classes, cfg.dataset, str(path))
+    model = build_model(cfg.model, num_classes, cfg.proj_dim, METHOD_SPECS[cfg.method].inference_head)
+    model.load_state_dict(ck["model"])
+    return model.to(device).eval(), ck
+
+
+@dataclass
+class Evaluation:
+    """One checkpoint on the test set: targets, predictions and penultimate features."""
+
+    run: Run
+    epoch: int  # the checkpoint's epoch
+    which: str  # "best" or "last"
+    classes: list[str]
+    counts: np.ndarray  # (C,) training images per class
+    groups: np.ndarray  # (C,) many / medium / few
+    targets: np.ndarray  # (N,)
+    preds: np.ndarray  # (N,)
+    features: np.ndarray  # (N, D) encoder output r, the input of fc and fc_cb
+    norms: dict[str, np.ndarray]  # "fc" / "fc_cb": (C,) L2 norm of each class's weight row
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def confusion(self) -> np.ndarray:
+        return confusion_matrix(self.targets, self.preds, self.num_classes)
+
+    @property
+    def per_class(self) -> np.ndarray:
+        """(C,) accuracy of each class in [0, 1] (NaN for a class without test images)."""
+        return per_class_accuracy(self.confusion)
+
+    @property
+    def top1(self) -> float:
+        return float((self.targets == self.preds).mean())
+
+    @property
+    def group_acc(self) -> dict[str, float | None]:
+        """Mean per-class accuracy in [0, 1] of many / medium / few."""
+        return group_accuracy(self.per_class, self.groups)
+
+    def row(self) -> dict:
+        """One line of a results table (percentages)."""
+        g = self.group_acc
+        cfg = self.run.config
+        return {"run": self.run.name, "method": cfg.method, "model": cfg.model, "dataset": cfg.dataset,
+                "imbalance_factor": cfg.imbalance_factor, "epoch": self.epoch, "top1": 100 * self.top1,
+                **{k: None if g[k] is None else 100 * g[k] for k in GROUPS}}
+
+
+def evaluate_run(run: Run | str | os.PathLike, data: LongTailData | None = None, which: str = "best",
+                 device: str | torch.device = "auto", data_root: str | None = None) -> Evaluation:
+    """Load the run's checkpoint and predict the test set, keeping the features."""
+    from .train import predict, resolve_device
+
+    run = run if isinstance(run, Run) else load_run(run)
+    data = data if data is not None else run_data(run, data_root)
+    device = resolve_device(str(device))
+    model, ck = load_model(run, data.num_classes, which, device)
+    t, p, f = predict(model, data.test, run.config, data, device, features=True)
+    return Evaluation(run, int(ck.get("epoch", 0)), which, list(data.classes), np.asarray(data.counts),
+                      np.asarray(data.groups), t, p, f, weight_norms(ck["model"]))
+
+
+def weight_norms(state_dict: dict) -> dict[str, np.ndarray]:
+    """L2 norm of each class's weight vector in ``fc`` and ``fc_cb``: ``‖W_c‖`` for c = 1 … C.
+
+    A classifier trained on long-tailed data grows larger norms for head classes, which
+    biases its logits towards them; re-balancing (fc_cb, paper Sec. 3.3) counters this.
+    """
+    return {head: state_dict[f"{head}.weight"].float().norm(dim=1).cpu().numpy()
+            for head in ("fc", "fc_cb") if f"{head}.weight" in state_dict}
+
+
+def trained_heads(method: str) -> list[str]:
+    """The classifier heads a method trains: both for cumulative methods, else only its inference head."""
+    spec = METHOD_SPECS[method]
+    return ["fc", "fc_cb"] if spec.cumulative else [spec.inference_head]
+
+
+def subsample(n_total: int, n: int | None, random_state: int = 0) -> np.ndarray:
+    """Sorted indices of ``n`` of ``n_total`` points, drawn without replacement (all when n is None)."""
+    if n is None or n >= n_total:
+        return np.arange(n_total)
+    return np.sort(np.random.default_rng(random_state).choice(n_total, size=n, replace=False))
+
+
+def umap_embedding(features: np.ndarray, random_state: int = 0, n_neighbors: int = 15,
+                   min_dist: float = 0.1) -> np.ndarray:
+    """2-D UMAP of ``features`` (N, D) → (N, 2); fixed ``random_state`` gives the same picture each time."""
+    try:
+        import umap  # imported here: it takes seconds (numba) and only this function needs it
+    except ImportError:
+        raise GLMCError("UMAP needs the umap-learn package: pip install 'glmc[notebooks]' "
+                        "(or run 'glmc analyze --no-umap')") from None
+    import warnings
+
+    n_neighbors = max(2, min(n_neighbors, len(features) - 1))
+    reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=min_dist, random_state=random_state,
+                        n_jobs=1)  # a fixed random_state runs single-threaded anyway; saying so avoids a warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return np.asarray(reducer.fit_transform(np.asarray(features, dtype=np.float32)), dtype=np.float32)
+
+
+def run_umap(ev: Evaluation, max_points: int | None = 2000, random_state: int = 0,
+             cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """``(indices, embedding)`` of (a subsample of) the test features, cached in the run folder.
+
+    The cache file name holds the checkpoint (best/last and its epoch), the test set size,
+    the subsample size and the seed, so a later checkpoint never reuses an old picture.
+    """
+    idx = subsample(len(ev.targets), max_points, random_state)
+    name = f"umap-{ev.which}-e{ev.epoch}-t{len(ev.targets)}-n{len(idx)}-s{random_state}.npy"
+    path = ev.run.path / name
+    if cache and path.is_file():
+        emb = np.load(path)
+        if emb.shape == (len(idx), 2):
+            return idx, emb
+    emb = umap_embedding(ev.features[idx], random_state)
+    if cache:
+        try:
+            tmp = path.with_name(f".{name}.tmp.npy")
+            np.save(tmp, emb)
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a read-only run folder: no cache
+    return idx, emb
+
+
+# ------------------------------------------------------------------------------------ tables
+_COLUMNS = ("run", "method", "model", "dataset", "imbalance_factor", "epoch", "top1", "many", "medium", "few")
+
+
+def results_rows(items: Iterable[Evaluation | Run]) -> list[dict]:
+    """One row per evaluation (its checkpoint) or run (its best epoch from ``metrics.jsonl``)."""
+    rows = []
+    for it in items:
+        if isinstance(it, Evaluation):
+            rows.append(it.row())
+            continue
+        if not it.history:
+            raise GLMCError(f"{it.path} has no finished epoch yet")
+        best = max(it.history, key=lambda r: r.get("val_top1", r["top1"]))
+        cfg = it.config
+        rows.append({"run": it.name, "method": cfg.method, "model": cfg.model, "dataset": cfg.dataset,
+                     "imbalance_factor": cfg.imbalance_factor, "epoch": best["epoch"],
+                     **{k: best.get(k) for k in ("top1", *GROUPS)}})
+    return rows
+
+
+def _cell(v, column: str) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.2f}" if column in ("top1", *GROUPS) else f"{v:g}"
+    return str(v)
+
+
+def to_markdown(rows: Sequence[dict], columns: Sequence[str] = _COLUMNS) -> str:
+    """A GitHub-flavoured markdown table (accuracies in percent)."""
+    head = "| " + " | ".join(columns) + " |"
+    rule = "|" + "|".join("---" if c in ("run", "method", "model", "dataset") else "---:" for c in columns) + "|"
+    body = ["| " + " | ".join(_cell(r.get(c), c) for c in columns) + " |" for r in rows]
+    return "\n".join([head, rule, *body])
+
+
+def to_csv(rows: Sequence[dict], columns: Sequence[str] = _COLUMNS) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({c: "" if r.get(c) is None else r.get(c) for c in columns})
+    return buf.getvalue()

@@ -1,0 +1,238 @@
+"""Training from a notebook: a live-plot callback with a stop button, and the notebooks' run settings.
+
+:class:`LivePlot` is a :data:`glmc_core.train.Callback`: give it to ``fit(callbacks=[live],
+stop=live.stop)``. After every epoch it redraws the loss terms, α, the learning rate and
+accuracy by group inside an ``ipywidgets.Output`` (``clear_output(wait=True)``, a fixed
+height, so the figure does not flicker or stack); its Stop button makes ``fit`` end after
+the last full epoch, whose checkpoint ``fit(resume=run_dir)`` continues from. Outside a
+notebook (or without ipywidgets) it records the same history and draws nothing live.
+
+:func:`notebook_setup` picks the data and configuration the training notebooks use: a
+small CIFAR-10-LT subset on the CPU in quick mode, the paper's CIFAR-10-LT recipe
+otherwise, and scikit-learn's digits when no CIFAR-10 copy is found (and says so).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .config import Config, get_preset
+from .errors import GLMCError
+
+__all__ = ["LivePlot", "NotebookSetup", "notebook_setup", "ensure_run"]
+
+
+class LivePlot:
+    """Live curves for :func:`glmc_core.train.fit`: ``fit(cfg, callbacks=[live], stop=live.stop)``.
+
+    Args:
+        history: epochs already trained (e.g. ``analysis.load_history(run_dir)`` when resuming),
+            drawn before the new ones.
+        stop_after: request a stop once this many epochs are done, as if Stop were pressed
+            (lets a notebook show stop-and-resume when nobody clicks).
+        height: fixed height of the plot area, so redraws don't make the page jump.
+        epochs: total epochs, for the epoch progress bar (taken from the first event otherwise).
+    """
+
+    def __init__(self, history: list[dict] | None = None, stop_after: int | None = None, height: str = "340px",
+                 epochs: int | None = None, progress: bool = True):
+        self.history: list[dict] = list(history or [])
+        self.last_step: dict | None = None
+        self.summary: dict | None = None
+        self.stop_requested = False
+        self.stop_after = stop_after
+        self.epochs = epochs
+        self.redraws = 0
+        self._progress = progress
+        self._bar = None
+        self.widget = self._build_widgets(height)
+
+    # -- widgets -----------------------------------------------------------------------------
+    def _build_widgets(self, height: str):
+        try:
+            import ipywidgets as w
+        except ImportError:  # a plain Python session: record, don't draw
+            self.output = self.button = self.status = None
+            return None
+        self.output = w.Output(layout=w.Layout(height=height, overflow="hidden"))
+        self.button = w.Button(description="Stop after this epoch", button_style="danger", icon="stop",
+                               layout=w.Layout(width="220px"))
+        self.button.on_click(self._on_click)
+        self.status = w.HTML(value="waiting for the first epoch …")
+        return w.VBox([w.HBox([self.button, self.status]), self.output])
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget if self.widget is not None else "LivePlot (ipywidgets is not installed)")
+
+    def _on_click(self, _button=None) -> None:
+        self.request_stop()
+
+    # -- what fit calls ----------------------------------------------------------------------
+    def stop(self) -> bool:
+        """Polled by ``fit`` between steps: True once Stop was pressed."""
+        return self.stop_requested
+
+    def request_stop(self) -> None:
+        self.stop_requested = True
+        if self.button is not None:
+            self.button.disabled = True
+            self.button.description = "stopping …"
+        self._set_status("stop requested: the run ends before the next step; its last full epoch is saved")
+
+    def __call__(self, event: str, payload: dict) -> None:
+        if event == "step":
+            self.last_step = payload
+            terms = ", ".join(f"{k} {payload[k]:.3f}" for k in ("total", "loss_c", "loss_cb", "loss_sim")
+                              if k in payload)
+            self._set_status(f"epoch {payload['epoch']}, step {payload['step']}/{payload['steps']}: {terms}")
+        elif event == "epoch_end":
+            self.history.append(payload)
+            self._advance_bar()
+            if self.stop_after is not None and len(self.history) >= self.stop_after and not self.stop_requested:
+                self.request_stop()
+            else:
+                self._set_status(self._epoch_text(payload))
+            self.redraw()
+        elif event == "end":
+            self.summary = payload
+            if self._bar is not None:
+                self._bar.close()
+            if self.button is not None:
+                self.button.disabled = True
+                self.button.description = "finished"
+            self._set_status(f"finished: {self._epoch_text(self.history[-1])}" if self.history else "finished")
+
+    # -- drawing -----------------------------------------------------------------------------
+    def figure(self):
+        """A static figure of everything so far (also what the live view shows)."""
+        from .plots import plot_learning_curves
+
+        return plot_learning_curves(self.history)
+
+    def redraw(self) -> None:
+        self.redraws += 1
+        if self.output is None:
+            return
+        fig = self.figure()
+        if _in_kernel():
+            from IPython.display import clear_output, display
+
+            with self.output:
+                clear_output(wait=True)  # the old figure goes only when the new one arrives: no flicker
+                display(fig)
+        else:  # no kernel routes output into the widget: set its outputs directly (tests, plain Python)
+            import base64
+            import io
+
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=72)
+            self.output.outputs = ({"output_type": "display_data", "metadata": {},
+                                    "data": {"image/png": base64.b64encode(buf.getvalue()).decode(),
+                                             "text/plain": repr(fig)}},)
+
+    def _set_status(self, text: str) -> None:
+        if self.status is not None:
+            self.status.value = f"<code>{text}</code>"
+
+    @staticmethod
+    def _epoch_text(r: dict) -> str:
+        def f(v):
+            return "n/a" if v is None else f"{v:.1f}"
+
+        return (f"epoch {r['epoch']}: top-1 {r['top1']:.1f} %, many {f(r.get('many'))}, medium {f(r.get('medium'))}, "
+                f"few {f(r.get('few'))}, α {r.get('alpha', float('nan')):.2f}")
+
+    def _advance_bar(self) -> None:
+        if not self._progress:
+            return
+        if self._bar is None:
+            from tqdm.auto import tqdm
+
+            total = self.epochs or (self.history[-1].get("epochs") if self.history else None)
+            self._bar = tqdm(total=total, initial=len(self.history) - 1, desc="epochs", unit="epoch")
+        self._bar.update(1)
+
+
+def _in_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    ip = get_ipython()
+    return ip is not None and getattr(ip, "kernel", None) is not None
+
+
+# ------------------------------------------------------------------------------ notebook runs
+@dataclass
+class NotebookSetup:
+    """The data and base configuration a training notebook uses, and a sentence saying which."""
+
+    cfg: Config  # GLMC; ``config("ce")`` gives the baseline on the same data
+    data: object  # LongTailData, shared by every run of the notebook (loaded once)
+    message: str
+    tag: str  # "quick-cifar10", "quick-digits" or "full-cifar10": part of the run folder names
+
+    def config(self, method: str = "glmc", **overrides) -> Config:
+        return self.cfg.replace(method=method, run_name=f"nb-{self.tag}-{method}", **overrides)
+
+
+def notebook_setup(quick: bool = True, data_root: str | None = None, runs: str = "runs", epochs: int | None = None,
+                   seed: int = 0, progress: bool = True) -> NotebookSetup:
+    """Choose data and settings for the notebooks (see the module docstring)."""
+    from .data import prepare_data
+
+    root = data_root or os.environ.get("GLMC_DATA_ROOT")
+    common = dict(out=runs, seed=seed, progress=progress)
+    if quick:
+        # Small enough for a 2-core CPU in a minute or two: ResNet-8, 300 images in the largest class
+        # (IF 100: 300 … 3), 50 test images per class.
+        cfg = get_preset("cifar10-lt-if100", data_root=root, model="resnet8", n_max=300, test_per_class=50,
+                         epochs=epochs or 6, lr=0.05, device="cpu", **common)
+    else:
+        cfg = get_preset("cifar10-lt-if100", data_root=root, epochs=epochs, **common)
+    try:
+        data = prepare_data(cfg, progress=progress)
+        where = data.origin
+        msg = (f"CIFAR-10-LT (imbalance factor {cfg.imbalance_factor:g}) from {where}: {len(data.train)} training "
+               f"images, {len(data.test)} test images, model {cfg.model}, {cfg.epochs} epochs on {cfg.device}.")
+        return NotebookSetup(cfg, data, msg, f"{'quick' if quick else 'full'}-cifar10")
+    except GLMCError as exc:
+        if not quick:
+            raise
+        reason = str(exc).split(";")[0]
+    cfg = get_preset("digits-lt", epochs=epochs or 8, device="cpu", **common)
+    data = prepare_data(cfg, progress=progress)
+    msg = (f"NOTE: no CIFAR-10 copy was found ({reason}). Using the offline stand-in instead: scikit-learn's "
+           f"8x8 handwritten digits, long-tailed (imbalance factor {cfg.imbalance_factor:g}), {len(data.train)} "
+           f"training images. Set DATA_ROOT (or $GLMC_DATA_ROOT) to a CIFAR-10 folder or zip for the real thing.")
+    return NotebookSetup(cfg, data, msg, "quick-digits")
+
+
+def ensure_run(cfg: Config, data=None, retrain: bool = False, callbacks=(), stop: Callable[[], bool] | None = None,
+               log: Callable[[str], None] | None = None) -> Path:
+    """The run folder of ``cfg`` (``cfg.out / cfg.run_name``): trained if missing, resumed if
+    unfinished, reused if finished; ``retrain`` deletes it first."""
+    from .analysis import load_run
+    from .train import fit
+
+    if not cfg.run_name:
+        raise GLMCError("ensure_run needs a config with a run_name")
+    run_dir = Path(cfg.out) / cfg.run_name
+    if retrain and run_dir.exists():
+        shutil.rmtree(run_dir)
+    if (run_dir / "checkpoint.pt").is_file():
+        if load_run(run_dir).finished:
+            (log or print)(f"{run_dir} is already trained: using it (pass retrain=True to train it again)")
+            return run_dir
+        fit(resume=run_dir, data=data, callbacks=callbacks, stop=stop, log=log)
+    else:
+        if run_dir.exists():  # an empty or broken folder from an interrupted start
+            shutil.rmtree(run_dir)
+        fit(cfg, data=data, callbacks=callbacks, stop=stop, log=log)
+    return run_dir

@@ -1,0 +1,141 @@
+"""Analysis API: run folders, evaluations that reproduce the logged metrics, UMAP cache, weight norms, tables."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from tiny_runs import tiny_runs  # noqa: F401 - a fixture
+
+from glmc_core import analysis as A
+from glmc_core.errors import GLMCError
+
+
+def _fake_umap(features, random_state=0, **_):
+    """A stand-in for UMAP (which costs ~15 s of import and JIT): the first two coordinates, shifted by the seed."""
+    return np.asarray(features[:, :2], dtype=np.float32) + random_state
+
+
+def test_load_history_skips_a_half_written_last_line(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1, "top1": 10.0}\n{"epoch": 2, "top1": 20.0}\n{"epoch": 3, "to')
+    rows = A.load_history(tmp_path)
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert A.load_history(tmp_path / "missing") == []
+
+
+def test_load_run_refuses_a_folder_without_config(tmp_path):
+    with pytest.raises(GLMCError, match="not a run folder"):
+        A.load_run(tmp_path)
+
+
+def test_subsample_is_seeded_sorted_and_without_repeats():
+    a, b = A.subsample(1000, 100, 3), A.subsample(1000, 100, 3)
+    assert np.array_equal(a, b) and len(np.unique(a)) == 100 and np.all(np.diff(a) > 0)
+    assert not np.array_equal(a, A.subsample(1000, 100, 4))
+    assert np.array_equal(A.subsample(50, 100), np.arange(50))
+    assert np.array_equal(A.subsample(50, None), np.arange(50))
+
+
+def test_weight_norms_are_row_norms_of_both_heads():
+    sd = {"fc.weight": torch.tensor([[3.0, 4.0], [0.0, 1.0]]), "fc_cb.weight": torch.tensor([[1.0, 0.0], [0.0, 2.0]])}
+    norms = A.weight_norms(sd)
+    assert np.allclose(norms["fc"], [5.0, 1.0]) and np.allclose(norms["fc_cb"], [1.0, 2.0])
+
+
+def test_trained_heads_follow_the_method():
+    assert A.trained_heads("glmc") == ["fc", "fc_cb"]
+    assert A.trained_heads("ce") == ["fc"]
+
+
+def test_tables_render_every_row_and_column():
+    rows = [{"run": "a", "method": "glmc", "top1": 50.0, "many": 70.25, "medium": None, "few": 10.0,
+             "imbalance_factor": 100.0, "epoch": 3}]
+    md = A.to_markdown(rows).splitlines()
+    assert len(md) == 3 and "| a | glmc |" in md[2] and "70.25" in md[2] and "n/a" in md[2] and "| 100 |" in md[2]
+    parsed = list(csv.DictReader(io.StringIO(A.to_csv(rows))))
+    assert parsed[0]["many"] == "70.25" and parsed[0]["medium"] == ""
+
+
+@pytest.mark.slow
+def test_evaluation_reproduces_the_logged_metrics_of_the_best_epoch(tiny_runs):  # noqa: F811
+    glmc_dir, _ = tiny_runs
+    run = A.load_run(glmc_dir)
+    assert run.finished and run.method == "glmc" and len(run.history) == 2
+    ev = A.evaluate_run(run)
+    logged = next(r for r in run.history if r["epoch"] == ev.epoch)
+    assert ev.epoch == run.summary["best"]["epoch"]
+    # best.pt holds the model of that epoch: predicting again gives exactly the logged numbers
+    assert ev.top1 * 100 == pytest.approx(logged["top1"])
+    for g in ("many", "medium", "few"):
+        assert (ev.group_acc[g] is None) == (logged[g] is None)
+        if logged[g] is not None:
+            assert 100 * ev.group_acc[g] == pytest.approx(logged[g])
+    n, c = len(ev.targets), ev.num_classes
+    assert ev.features.shape[0] == n and ev.features.ndim == 2 and ev.confusion.sum() == n
+    assert set(ev.norms) == {"fc", "fc_cb"} and ev.norms["fc"].shape == (c,)
+    row = A.results_rows([ev])[0]
+    assert row["run"] == "glmc" and row["top1"] == pytest.approx(logged["top1"])
+    # a Run (not evaluated) reports its best logged epoch: the same numbers
+    assert A.results_rows([run])[0]["top1"] == pytest.approx(row["top1"])
+
+
+@pytest.mark.slow
+def test_last_checkpoint_and_missing_checkpoints(tiny_runs, tmp_path):  # noqa: F811
+    glmc_dir, _ = tiny_runs
+    ev = A.evaluate_run(glmc_dir, which="last")
+    assert ev.epoch == 2 and ev.which == "last"
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "config.json").write_text((glmc_dir / "config.json").read_text())
+    with pytest.raises(GLMCError, match="no checkpoint"):
+        A.evaluate_run(bare)
+
+
+@pytest.mark.slow
+def test_umap_is_cached_per_checkpoint_epoch_and_seed(tiny_runs, monkeypatch):  # noqa: F811
+    glmc_dir, _ = tiny_runs
+    ev = A.evaluate_run(glmc_dir)
+    monkeypatch.setattr(A, "umap_embedding", _fake_umap)
+    idx, emb = A.run_umap(ev, max_points=40, random_state=1)
+    cached = list(glmc_dir.glob("umap-*.npy"))
+    assert len(cached) == 1 and f"-e{ev.epoch}-" in cached[0].name and emb.shape == (40, 2)
+
+    def boom(*_a, **_k):
+        raise AssertionError("the cached embedding should have been used")
+
+    monkeypatch.setattr(A, "umap_embedding", boom)
+    idx2, emb2 = A.run_umap(ev, max_points=40, random_state=1)
+    assert np.array_equal(idx, idx2) and np.array_equal(emb, emb2)
+    monkeypatch.setattr(A, "umap_embedding", _fake_umap)
+    A.run_umap(ev, max_points=40, random_state=2)  # another seed: another file
+    assert len(list(glmc_dir.glob("umap-*.npy"))) == 2
+    for f in glmc_dir.glob("umap-*.npy"):
+        f.unlink()
+
+
+@pytest.mark.slow
+def test_real_umap_is_repeatable():
+    pytest.importorskip("umap")
+    x = np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32)
+    x[30:] += 6.0  # two clusters
+    a, b = A.umap_embedding(x, random_state=0), A.umap_embedding(x, random_state=0)
+    assert a.shape == (60, 2) and np.allclose(a, b)
+    # the two clusters stay apart: every point is nearer its own cluster's centre
+    ca, cb = a[:30].mean(0), a[30:].mean(0)
+    d = np.linalg.norm(a[:, None] - np.stack([ca, cb])[None], axis=2)
+    assert (d[:30, 0] < d[:30, 1]).all() and (d[30:, 1] < d[30:, 0]).all()
+
+
+def test_summary_json_is_read(tmp_path):
+    from glmc_core import get_preset
+
+    cfg = get_preset("digits-lt")
+    (tmp_path / "config.json").write_text(cfg.to_json())
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"epoch": 30, "top1": 1.0}) + "\n")
+    (tmp_path / "summary.json").write_text(json.dumps({"best": {"epoch": 30}}))
+    run = A.load_run(tmp_path)
+    assert run.finished and run.summary["best"]["epoch"] == 30 and run.name == tmp_path.name
