@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data-root", help="where the data set is now, if it moved")
     e.add_argument("--device", default="auto")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    e.add_argument("--logit-adjust", type=float, metavar="TAU",
+                   help="also score argmax(z - TAU*log prior) (post-hoc logit adjustment), side by side")
 
     sub.add_parser("presets", help="list the presets and their settings")
 
@@ -69,7 +71,62 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--preset", required=True)
     d.add_argument("--data-root")
     d.add_argument("--imbalance-factor", type=float)
+    _add_beyond_commands(sub)
     return p
+
+
+# --- beyond the paper: method comparisons and MaxNorm fine-tuning (glmc_core.compare, glmc_core.maxnorm) -------
+def _add_beyond_commands(sub) -> None:
+    c = sub.add_parser("compare", help="train several methods on one preset and tabulate/plot the results")
+    c.add_argument("--preset", required=True)
+    c.add_argument("--set-name", default="ablation", help="ablation | baselines | all (default: ablation)")
+    c.add_argument("--methods", help="comma-separated methods instead of a set, e.g. ce,glmc")
+    c.add_argument("--epochs", type=int, help="override the preset's epochs (quick runs)")
+    c.add_argument("--out", help="results and run folders (default: runs/compare-PRESET)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--tau", type=float, action="append", help="logit-adjustment τ to report (repeatable; default 1)")
+    c.add_argument("--data-root")
+    c.add_argument("--device")
+    c.add_argument("--set", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config field for every method, e.g. --set model=resnet8")
+
+    m = sub.add_parser("finetune-maxnorm", help="fine-tune a run's classifier with weight decay + MaxNorm")
+    m.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder")
+    m.add_argument("--epochs", type=int, default=10)
+    m.add_argument("--lr", type=float, default=0.01)
+    m.add_argument("--weight-decay", type=float, default=0.1)
+    m.add_argument("--delta", type=float, help="absolute radius δ (default: relative, see --thresh)")
+    m.add_argument("--thresh", type=float, default=0.1, help="δ = min‖w‖ + thresh·(max‖w‖ − min‖w‖) (default 0.1)")
+    m.add_argument("--per", choices=("step", "epoch"), default="step", help="project after every step or epoch")
+    m.add_argument("--loss", choices=("cb", "ce"), default="cb", help="class-balanced (default) or plain CE")
+    m.add_argument("--head", choices=("fc", "fc_cb"), help="default: the method's inference head")
+    m.add_argument("--which", choices=("final", "best"), default="final", help="start from the final or best model")
+    m.add_argument("--device")
+    m.add_argument("--seed", type=int, default=0)
+
+
+def _cmd_compare(args) -> int:
+    from .compare import markdown_table, run_comparison
+
+    overrides = {"data_root": args.data_root, "device": args.device, **dict(args.set)}
+    result = run_comparison(args.preset, methods=args.methods, set_name=args.set_name, epochs=args.epochs,
+                            out=args.out, seed=args.seed, taus=tuple(args.tau or (1.0,)),
+                            overrides={k: v for k, v in overrides.items() if v is not None})
+    print(markdown_table(result))
+    print(f"results: {result.out_dir}/results.md, results.csv, results.png")
+    return 0
+
+
+def _cmd_finetune_maxnorm(args) -> int:
+    from .maxnorm import finetune_maxnorm
+
+    r = finetune_maxnorm(args.run_dir, epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
+                         delta=args.delta, thresh=args.thresh, per=args.per, loss=args.loss, head=args.head,
+                         which=args.which, device=args.device, seed=args.seed)
+    print(_table({"before": r.summary["before"], f"MaxNorm (δ={r.delta:.3g})": r.summary["after"]}))
+    print(f"written: {r.out_dir}")
+    return 0
+# --- end of beyond-the-paper commands ----------------------------------------------------------------------------
 
 
 def _train_config(args) -> Config:
@@ -117,8 +174,7 @@ def _table(rows: dict[str, dict]) -> str:
 def _cmd_evaluate(args) -> int:
     from .checkpoint import load_checkpoint
     from .data import prepare_data
-    from .models import build_model
-    from .methods import METHOD_SPECS
+    from .methods import build_method_model
     from .train import evaluate, resolve_device
 
     ck = load_checkpoint(args.checkpoint if not str(args.checkpoint).endswith("/") else args.checkpoint + "best.pt")
@@ -127,17 +183,26 @@ def _cmd_evaluate(args) -> int:
         cfg = cfg.replace(data_root=args.data_root)
     data = prepare_data(cfg)
     device = resolve_device(args.device)
-    model = build_model(cfg.model, data.num_classes, cfg.proj_dim, METHOD_SPECS[cfg.method].inference_head)
+    model = build_method_model(cfg, data.num_classes)  # LDAM's fc is a cosine classifier
     from .checkpoint import check_compatible
 
     check_compatible(ck, cfg.model, data.num_classes, cfg.dataset, str(args.checkpoint))
     model.load_state_dict(ck["model"])
     model.to(device)
-    metrics = evaluate(model, data.test, cfg, data, device)
-    if args.json:
-        print(json.dumps(metrics))
+    if args.logit_adjust is not None:  # plain and adjusted from the same logits
+        from .logit_adjustment import adjusted_key, evaluate_with_adjustment
+
+        scores = evaluate_with_adjustment(model, data.test, cfg, data, device, (args.logit_adjust,))
+        metrics = scores["plain"]
+        rows = {f"epoch {ck.get('epoch')}": metrics,
+                f"LA τ={args.logit_adjust:g}": scores[adjusted_key(args.logit_adjust)]}
     else:
-        print(_table({f"epoch {ck.get('epoch')}": metrics}))
+        metrics = evaluate(model, data.test, cfg, data, device)
+        rows = {f"epoch {ck.get('epoch')}": metrics}
+    if args.json:
+        print(json.dumps(metrics if args.logit_adjust is None else scores))
+    else:
+        print(_table(rows))
     return 0
 
 
@@ -162,7 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
-        handler = {"train": _cmd_train, "evaluate": _cmd_evaluate, "presets": _cmd_presets, "data": _cmd_data}
+        handler = {"train": _cmd_train, "evaluate": _cmd_evaluate, "presets": _cmd_presets, "data": _cmd_data,
+                   "compare": _cmd_compare, "finetune-maxnorm": _cmd_finetune_maxnorm}
         return handler[args.command](args)
     except GLMCError as exc:
         print(f"glmc: error: {exc}", file=sys.stderr)

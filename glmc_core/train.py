@@ -28,9 +28,8 @@ from .data import LongTailData, prepare_data
 from .data.streams import eval_batches, make_train_stream
 from .errors import GLMCError
 from .losses import alpha_schedule
-from .methods import METHOD_SPECS, StepContext, step_loss
+from .methods import METHOD_SPECS, StepContext, build_method_model, method_extras, step_loss
 from .metrics import summarize
-from .models import build_model
 
 __all__ = ["resolve_device", "lr_at", "TrainState", "build_state", "train_one_epoch", "evaluate", "fit",
            "NonFiniteLoss", "Callback"]
@@ -123,8 +122,7 @@ def build_state(cfg: Config, data: LongTailData | None = None, loader: str = "au
         torch.backends.cudnn.benchmark = False
     data = data if data is not None else prepare_data(cfg, progress=cfg.progress)
     torch.manual_seed(cfg.seed)
-    spec = METHOD_SPECS[cfg.method]
-    model = build_model(cfg.model, data.num_classes, cfg.proj_dim, spec.inference_head).to(device)
+    model = build_method_model(cfg, data.num_classes).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr_at(0, cfg), momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay)
     data_gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -153,6 +151,7 @@ def train_one_epoch(state: TrainState, callbacks: Iterable[Callback] = (), stop:
     sums: dict[str, torch.Tensor] = {}
     lam_sum, steps = 0.0, 0
     cpu = state.device.type == "cpu"
+    extras = method_extras(cfg, state.data.counts, epoch, state.device)  # CB / DRW weights, LDAM margins
     bar = state.stream
     if cfg.progress:
         from tqdm.auto import tqdm
@@ -167,7 +166,7 @@ def train_one_epoch(state: TrainState, callbacks: Iterable[Callback] = (), stop:
         partner = torch.from_numpy(state.np_rng.permutation(b)).to(state.device) if cfg.method in (
             "mixup", "cutmix") else None
         ctx = StepContext(lam, box, alpha, cfg.gamma, state.class_weights, state.data.num_classes, cfg.cutmix_label,
-                          cfg.loss_reduction, partner)
+                          cfg.loss_reduction, partner, **extras)
         loss, terms = step_loss(cfg.method, model, batch, ctx)
         if cpu and not bool(torch.isfinite(loss)):
             raise NonFiniteLoss(f"the loss became {float(loss)} at epoch {epoch + 1}, step {steps + 1}; "
