@@ -155,7 +155,7 @@ def finetune_maxnorm(run: str | os.PathLike, epochs: int = 10, lr: float = 0.01,
             optimizer.step()
             if per == "step":
                 maxnorm_project_(layer.weight.data, radius)
-            total, steps = total + float(step_loss), steps + 1
+            total, steps = total + float(step_loss.detach()), steps + 1
         if per == "epoch":
             maxnorm_project_(layer.weight.data, radius)
         rec = _record(epoch + 1, evaluate(model, data.test, cfg, data, dev), layer, loss=total / max(steps, 1),
