@@ -110,8 +110,9 @@ def run_comparison(preset: str, methods: Sequence[str] | str | None = None, set_
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     names = resolve_methods(set_name, methods)
     out_dir = Path(out) if out is not None else Path("runs") / f"compare-{preset}"
-    base = {**(overrides or {}), "epochs": epochs, "seed": seed, "out": str(out_dir / "runs")}
-    base.setdefault("progress", False)
+    base = {"progress": False, **(overrides or {}), "seed": seed, "out": str(out_dir / "runs")}
+    if epochs is not None:
+        base["epochs"] = epochs
     cfgs = [get_preset(preset, **{**base, "method": m, "run_name": m}) for m in names]
     data = data if data is not None else prepare_data(cfgs[0], progress=False)
     rows = []
