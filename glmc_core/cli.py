@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data-root", help="where the data set is now, if it moved")
     e.add_argument("--device", default="auto")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    e.add_argument("--logit-adjust", type=float, metavar="TAU",
+                   help="also score argmax(z - TAU*log prior) (post-hoc logit adjustment), side by side")
 
     sub.add_parser("presets", help="list the presets and their settings")
 
@@ -88,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--max-points", type=int, default=2000, help="test images in each UMAP (a random subsample)")
     a.add_argument("--data-root", help="where the data set is now, if it moved")
     a.add_argument("--device", default="auto")
+    _add_beyond_commands(sub)
     return p
 
 
@@ -103,6 +106,62 @@ def _cmd_analyze(args) -> int:
     print((Path(out) / "results.md").read_text(), end="")
     print(f"{len(written)} files written to {out}")
     return 0
+
+
+
+
+# --- beyond the paper: method comparisons and MaxNorm fine-tuning (glmc_core.compare, glmc_core.maxnorm) -------
+def _add_beyond_commands(sub) -> None:
+    c = sub.add_parser("compare", help="train several methods on one preset and tabulate/plot the results")
+    c.add_argument("--preset", required=True)
+    c.add_argument("--set-name", default="ablation", help="ablation | baselines | all (default: ablation)")
+    c.add_argument("--methods", help="comma-separated methods instead of a set, e.g. ce,glmc")
+    c.add_argument("--epochs", type=int, help="override the preset's epochs (quick runs)")
+    c.add_argument("--out", help="results and run folders (default: runs/compare-PRESET)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--tau", type=float, action="append", help="logit-adjustment τ to report (repeatable; default 1)")
+    c.add_argument("--data-root")
+    c.add_argument("--device")
+    c.add_argument("--set", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config field for every method, e.g. --set model=resnet8")
+
+    m = sub.add_parser("finetune-maxnorm", help="fine-tune a run's classifier with weight decay + MaxNorm")
+    m.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder")
+    m.add_argument("--epochs", type=int, default=10)
+    m.add_argument("--lr", type=float, default=0.01)
+    m.add_argument("--weight-decay", type=float, default=0.1)
+    m.add_argument("--delta", type=float, help="absolute radius δ (default: relative, see --thresh)")
+    m.add_argument("--thresh", type=float, default=0.1, help="δ = min‖w‖ + thresh·(max‖w‖ − min‖w‖) (default 0.1)")
+    m.add_argument("--per", choices=("step", "epoch"), default="step", help="project after every step or epoch")
+    m.add_argument("--loss", choices=("cb", "ce"), default="cb", help="class-balanced (default) or plain CE")
+    m.add_argument("--head", choices=("fc", "fc_cb"), help="default: the method's inference head")
+    m.add_argument("--which", choices=("final", "best"), default="final", help="start from the final or best model")
+    m.add_argument("--device")
+    m.add_argument("--seed", type=int, default=0)
+
+
+def _cmd_compare(args) -> int:
+    from .compare import markdown_table, run_comparison
+
+    overrides = {"data_root": args.data_root, "device": args.device, **dict(args.set)}
+    result = run_comparison(args.preset, methods=args.methods, set_name=args.set_name, epochs=args.epochs,
+                            out=args.out, seed=args.seed, taus=tuple(args.tau or (1.0,)),
+                            overrides={k: v for k, v in overrides.items() if v is not None})
+    print(markdown_table(result))
+    print(f"results: {result.out_dir}/results.md, results.csv, results.png")
+    return 0
+
+
+def _cmd_finetune_maxnorm(args) -> int:
+    from .maxnorm import finetune_maxnorm
+
+    r = finetune_maxnorm(args.run_dir, epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
+                         delta=args.delta, thresh=args.thresh, per=args.per, loss=args.loss, head=args.head,
+                         which=args.which, device=args.device, seed=args.seed)
+    print(_table({"before": r.summary["before"], f"MaxNorm (δ={r.delta:.3g})": r.summary["after"]}))
+    print(f"written: {r.out_dir}")
+    return 0
+# --- end of beyond-the-paper commands ----------------------------------------------------------------------------
 
 
 def _train_config(args) -> Config:
@@ -180,8 +239,7 @@ def _evaluation_checkpoint(path: str) -> str:
 def _cmd_evaluate(args) -> int:
     from .checkpoint import load_checkpoint
     from .data import prepare_data
-    from .methods import METHOD_SPECS
-    from .models import build_model
+    from .methods import build_method_model
     from .train import evaluate, resolve_device
 
     ck = load_checkpoint(_evaluation_checkpoint(args.checkpoint))
@@ -190,17 +248,26 @@ def _cmd_evaluate(args) -> int:
         cfg = cfg.replace(data_root=args.data_root)
     data = prepare_data(cfg)
     device = resolve_device(args.device)
-    model = build_model(cfg.model, data.num_classes, cfg.proj_dim, METHOD_SPECS[cfg.method].inference_head)
+    model = build_method_model(cfg, data.num_classes)  # LDAM's fc is a cosine classifier
     from .checkpoint import check_compatible
 
     check_compatible(ck, cfg.model, data.num_classes, cfg.dataset, str(args.checkpoint), list(data.classes))
     model.load_state_dict(ck["model"])
     model.to(device)
-    metrics = evaluate(model, data.test, cfg, data, device)
-    if args.json:
-        print(json.dumps(metrics))
+    if args.logit_adjust is not None:  # plain and adjusted from the same logits
+        from .logit_adjustment import adjusted_key, evaluate_with_adjustment
+
+        scores = evaluate_with_adjustment(model, data.test, cfg, data, device, (args.logit_adjust,))
+        metrics = scores["plain"]
+        rows = {f"epoch {ck.get('epoch')}": metrics,
+                f"LA τ={args.logit_adjust:g}": scores[adjusted_key(args.logit_adjust)]}
     else:
-        print(_table({f"epoch {ck.get('epoch')}": metrics}))
+        metrics = evaluate(model, data.test, cfg, data, device)
+        rows = {f"epoch {ck.get('epoch')}": metrics}
+    if args.json:
+        print(json.dumps(metrics if args.logit_adjust is None else scores))
+    else:
+        print(_table(rows))
     return 0
 
 
@@ -226,7 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return 2
         handler = {"train": _cmd_train, "evaluate": _cmd_evaluate, "presets": _cmd_presets, "data": _cmd_data,
-                   "analyze": _cmd_analyze}
+                   "analyze": _cmd_analyze,
+                   "compare": _cmd_compare, "finetune-maxnorm": _cmd_finetune_maxnorm}
         status = handler[args.command](args)
         sys.stdout.flush()  # a closed pipe shows up here, inside the handler below, not at exit
         return status

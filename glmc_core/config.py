@@ -26,6 +26,13 @@ METHODS = {
     "ce": "plain cross-entropy on the uniform batch (fc)",
     "mixup": "MixUp within the uniform batch, cross-entropy (fc)",
     "cutmix": "CutMix within the uniform batch, cross-entropy (fc)",
+    # --- beyond the paper (docs/methods.md) ---
+    "glmc-bs": "GLMC + Balanced Softmax: the re-balanced branch trains on logits + log n_c (Ren et al. 2020)",
+    "balanced-softmax": "Balanced Softmax: cross-entropy on logits + log n_c (Ren et al. 2020)",
+    "cb-ce": "cross-entropy re-weighted by the effective number, w_c ∝ (1−β)/(1−β^n_c) (Cui et al. 2019)",
+    "focal": "softmax focal loss, −(1−p_y)^γ log p_y (Lin et al. 2017)",
+    "cb-focal": "focal loss re-weighted by the effective number (Cui et al. 2019)",
+    "ldam-drw": "LDAM margins on a cosine classifier, deferred re-weighting at drw_start (Cao et al. 2019)",
 }
 
 
@@ -64,6 +71,12 @@ class Config:
     alpha_schedule: str = "paper"  # paper (1-(T/Tmax)^2) | linear | cosine | constant
     alpha_constant: float = 0.5  # α when alpha_schedule == "constant"
     loss_reduction: str = "mean"  # "mean" of the two mixtures (paper's 1/2N) | "sum" (authors)
+    # --- long-tail baselines (glmc_core.longtail_losses) ---------------------------------
+    cb_beta: float = 0.9999  # β of the effective number, w_c ∝ (1−β)/(1−β^n_c) (cb-ce, cb-focal, DRW)
+    focal_gamma: float = 1.0  # focal loss γ (focal, cb-focal)
+    ldam_max_margin: float = 0.5  # LDAM's largest margin (of the rarest class)
+    ldam_scale: float = 30.0  # LDAM's cosine scale s
+    drw_start: float = 0.8  # DRW switches to class-balanced weights after this fraction of the epochs (160/200)
     # --- optimisation -------------------------------------------------------------------
     epochs: int = 200
     batch_size: int = 64
@@ -171,6 +184,10 @@ class Config:
             bad(f"label_k and resample_q must be in [0, 10], got {self.label_k} and {self.resample_q}")
         if self.num_workers < 0 or self.proj_dim < 1:
             bad("num_workers must be non-negative and proj_dim positive")
+        if not 0.0 <= self.cb_beta < 1.0 or not 0.0 <= self.drw_start <= 1.0:
+            bad(f"cb_beta must be in [0, 1) and drw_start in [0, 1], got {self.cb_beta} and {self.drw_start}")
+        if self.focal_gamma < 0 or self.ldam_max_margin < 0 or self.ldam_scale <= 0:
+            bad("focal_gamma and ldam_max_margin must be non-negative and ldam_scale positive")
         return self
 
     def authors_quirks(self) -> "Config":

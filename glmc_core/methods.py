@@ -13,10 +13,11 @@ from typing import Callable
 
 import torch
 
+from . import longtail_losses as ltl
 from . import mixing
 from .losses import glmc_loss, soft_cross_entropy
 
-__all__ = ["StepContext", "METHOD_SPECS", "MethodSpec", "step_loss"]
+__all__ = ["StepContext", "METHOD_SPECS", "MethodSpec", "step_loss", "method_extras", "build_method_model"]
 
 
 @dataclass
@@ -31,9 +32,15 @@ class StepContext:
     reduction: str = "mean"
     partner: torch.Tensor | None = None  # permutation of the uniform batch (MixUp / CutMix baselines)
     stop_gradient: bool = True  # keep sg in L_sim; False only for notebook 03's collapse demonstration
+    # --- long-tail baselines and variants (see method_extras and glmc_core.longtail_losses) ---
+    class_counts: torch.Tensor | None = None  # (C,) training images per class (Balanced Softmax)
+    ce_weights: torch.Tensor | None = None  # (C,) per-class loss weights of this epoch (CB, DRW)
+    focal_gamma: float = 1.0  # focusing parameter γ of the focal loss
+    ldam_margins: torch.Tensor | None = None  # (C,) LDAM margins m_c
+    ldam_scale: float = 30.0  # LDAM's cosine scale s
 
 
-def _glmc(model, b, ctx: StepContext, gamma: float, alpha: float):
+def _glmc(model, b, ctx: StepContext, gamma: float, alpha: float, balanced_softmax: bool = False):
     c = ctx.num_classes
     h, w = b["x_u1"].shape[-2:]
     x_g = mixing.global_mix(b["x_u1"], b["x_r1"], ctx.lam)  # (B, 3, H, W)
@@ -48,11 +55,21 @@ def _glmc(model, b, ctx: StepContext, gamma: float, alpha: float):
         "p_l_w": mixing.mix_labels(mixing.reweight_labels(p_u, wts), mixing.reweight_labels(p_r, wts), lam_l),
     }
     out_g, out_l = model(x_g), model(x_l)
+    if balanced_softmax:
+        # GLMC + BS: the re-balanced branch is a Balanced Softmax on the plain mixed labels (logits + log n_c);
+        # the prior shift replaces the label re-weighting, which would otherwise compensate twice.
+        shift = ctx.class_counts.to(out_g["logits_cb"].device, torch.float32).log()
+        out_g, out_l = ({**o, "logits_cb": o["logits_cb"].float() + shift} for o in (out_g, out_l))
+        targets.update(p_g_w=targets["p_g"], p_l_w=targets["p_l"])
     return glmc_loss(out_g, out_l, targets, alpha, gamma, ctx.reduction, ctx.stop_gradient)
 
 
 def _glmc_full(model, b, ctx):
     return _glmc(model, b, ctx, ctx.gamma, ctx.alpha)
+
+
+def _glmc_bs(model, b, ctx):
+    return _glmc(model, b, ctx, ctx.gamma, ctx.alpha, balanced_softmax=True)
 
 
 def _glmc_no_consistency(model, b, ctx):
@@ -98,11 +115,39 @@ def _cutmix(model, b, ctx):
     return _single(soft_cross_entropy(model(x)["logits"], mixing.mix_labels(p, p[perm], lam)))
 
 
+def _balanced_softmax(model, b, ctx):
+    return _single(ltl.balanced_softmax_loss(model(b["x_u1"])["logits"], b["y_u"], ctx.class_counts))
+
+
+def _focal_like(model, b, ctx, gamma: float, weighted: bool):
+    """Focal loss (γ > 0) or cross-entropy (γ = 0), re-weighted by ``ctx.ce_weights`` when ``weighted``."""
+    weights = ctx.ce_weights if weighted else None
+    return _single(ltl.focal_loss(model(b["x_u1"])["logits"], b["y_u"], gamma, weights))
+
+
+def _cb_ce(model, b, ctx):
+    return _focal_like(model, b, ctx, 0.0, True)
+
+
+def _focal(model, b, ctx):
+    return _focal_like(model, b, ctx, ctx.focal_gamma, False)
+
+
+def _cb_focal(model, b, ctx):
+    return _focal_like(model, b, ctx, ctx.focal_gamma, True)
+
+
+def _ldam_drw(model, b, ctx):
+    logits = model(b["x_u1"])["logits"]  # s·cos from the NormedLinear head
+    return _single(ltl.ldam_loss(logits, b["y_u"], ctx.ldam_margins, ctx.ldam_scale, ctx.ce_weights))
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     loss: Callable
     inference_head: str  # "fc_cb" (re-balanced) or "fc"
     cumulative: bool  # does α move weight from fc to fc_cb?
+    classifier: str = "linear"  # "linear" or "cosine" (LDAM's NormedLinear as fc)
 
 
 METHOD_SPECS: dict[str, MethodSpec] = {
@@ -113,7 +158,43 @@ METHOD_SPECS: dict[str, MethodSpec] = {
     "ce": MethodSpec(_ce, "fc", False),
     "mixup": MethodSpec(_mixup, "fc", False),
     "cutmix": MethodSpec(_cutmix, "fc", False),
+    # --- beyond the paper: a GLMC variant and long-tail baselines (glmc_core.longtail_losses) ---
+    "glmc-bs": MethodSpec(_glmc_bs, "fc_cb", True),
+    "balanced-softmax": MethodSpec(_balanced_softmax, "fc", False),
+    "cb-ce": MethodSpec(_cb_ce, "fc", False),
+    "focal": MethodSpec(_focal, "fc", False),
+    "cb-focal": MethodSpec(_cb_focal, "fc", False),
+    "ldam-drw": MethodSpec(_ldam_drw, "fc", False, "cosine"),
 }
+
+
+def method_extras(cfg, class_counts, epoch: int, device) -> dict:
+    """The :class:`StepContext` fields of the long-tail baselines for (0-based) ``epoch``.
+
+    ``ce_weights``: class-balanced weights for ``cb-ce``/``cb-focal``; for ``ldam-drw`` ones
+    until ``drw_start·epochs``, then the class-balanced weights (deferred re-weighting).
+    """
+    counts = torch.as_tensor(class_counts, dtype=torch.float32)
+    if cfg.method == "ldam-drw":
+        weights = ltl.drw_weights(epoch, cfg.epochs, counts, cfg.cb_beta, cfg.drw_start)
+    elif cfg.method in ("cb-ce", "cb-focal"):
+        weights = ltl.cb_weights_effective_number(counts, cfg.cb_beta)
+    else:
+        weights = None
+    return {"class_counts": counts.to(device), "ce_weights": None if weights is None else weights.to(device),
+            "focal_gamma": cfg.focal_gamma, "ldam_margins": ltl.ldam_margins(counts, cfg.ldam_max_margin).to(device),
+            "ldam_scale": cfg.ldam_scale}
+
+
+def build_method_model(cfg, num_classes: int):
+    """:func:`glmc_core.models.build_model` for ``cfg.method``: LDAM's ``fc`` is a cosine classifier."""
+    from .models import NormedLinear, build_model
+
+    spec = METHOD_SPECS[cfg.method]
+    model = build_model(cfg.model, num_classes, cfg.proj_dim, spec.inference_head)
+    if spec.classifier == "cosine":
+        model.fc = NormedLinear(model.fc.in_features, num_classes, cfg.ldam_scale)
+    return model
 
 
 def step_loss(method: str, model, batch: dict, ctx: StepContext):

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["MODELS", "GLMCNet", "CifarResNet", "build_model", "count_parameters"]
+__all__ = ["MODELS", "GLMCNet", "CifarResNet", "NormedLinear", "build_model", "count_parameters"]
 
 
 class _BasicBlock(nn.Module):
@@ -131,6 +131,23 @@ class GLMCNet(nn.Module):
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         r = self.encoder(x)
         return self.fc_cb(r) if self.inference_head == "fc_cb" else self.fc(r)
+
+
+class NormedLinear(nn.Module):
+    """Cosine classifier of LDAM (Cao et al. 2019): ``s · cos(r, w_c)`` for each class ``c``.
+
+    The weight is ``(num_classes, in_features)`` like ``nn.Linear``'s (one row per class, so
+    per-class norms read the same way) and there is no bias. The scale ``s`` (30 in LDAM-DRW)
+    is applied here, so these logits sit on a linear head's scale.
+    """
+
+    def __init__(self, in_features: int, out_features: int, scale: float = 30.0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_features, in_features).uniform_(-1, 1))
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * F.normalize(x, dim=1) @ F.normalize(self.weight, dim=1).t()  # (B, C)
 
 
 def build_model(name: str, num_classes: int, proj_dim: int = 128, inference_head: str = "fc_cb") -> GLMCNet:

@@ -36,9 +36,8 @@ from .data.streams import TensorStream, eval_batches, make_train_stream
 from .errors import GLMCError
 from .fast import maybe_fast_runner
 from .losses import alpha_schedule
-from .methods import METHOD_SPECS, StepContext, step_loss
+from .methods import METHOD_SPECS, StepContext, build_method_model, method_extras, step_loss
 from .metrics import summarize
-from .models import build_model
 
 __all__ = ["resolve_device", "lr_at", "TrainState", "build_state", "train_one_epoch", "evaluate", "fit",
            "NonFiniteLoss", "Callback", "set_deterministic", "RESUME_OVERRIDES"]
@@ -162,8 +161,7 @@ def build_state(cfg: Config, data: LongTailData | None = None, loader: str = "au
     set_deterministic(cfg.deterministic)  # also switches it off again for a later run in the same notebook
     data = data if data is not None else prepare_data(cfg, progress=cfg.progress)
     torch.manual_seed(cfg.seed)
-    spec = METHOD_SPECS[cfg.method]
-    model = build_model(cfg.model, data.num_classes, cfg.proj_dim, spec.inference_head).to(device)
+    model = build_method_model(cfg, data.num_classes).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr_at(0, cfg), momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay)
     data_gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -210,6 +208,7 @@ def train_one_epoch(state: TrainState, callbacks: Iterable[Callback] = (), stop:
     lam_sum, steps = 0.0, 0
     eager = state.device.type == "cpu" if check_every_step is None else check_every_step
     first_bad = torch.zeros((), dtype=torch.long, device=state.device)  # 1-based step of the first bad loss
+    extras = method_extras(cfg, state.data.counts, epoch, state.device)  # CB / DRW weights, LDAM margins
     bar = state.stream
     if cfg.progress:
         from tqdm.auto import tqdm
@@ -224,7 +223,7 @@ def train_one_epoch(state: TrainState, callbacks: Iterable[Callback] = (), stop:
         partner = torch.from_numpy(state.np_rng.permutation(b)).to(state.device) if cfg.method in (
             "mixup", "cutmix") else None
         ctx = StepContext(lam, box, alpha, cfg.gamma, state.class_weights, state.data.num_classes, cfg.cutmix_label,
-                          cfg.loss_reduction, partner, stop_gradient)
+                          cfg.loss_reduction, partner, stop_gradient, **extras)
         loss, terms = step_loss(cfg.method, net, batch, ctx)
         if eager:  # reading a CPU scalar is free: stop at once
             if not bool(torch.isfinite(loss)):
