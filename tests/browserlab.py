@@ -242,11 +242,13 @@ _DOM_ERRORS_JS = """() => [...document.querySelectorAll('.jp-OutputArea-output[d
   .filter(t => /Traceback \\(most recent call last\\)/.test(t) || /^\\s*[A-Za-z_.]*(Error|Exception)\\s*:/m.test(t))
   .map(t => t.trim().split('\\n').slice(-3).join(' | '))""" % STDERR_MIME
 
+# Widget views carry no data-mime-type; a view still resolving its model reads "Loading widget...",
+# and one that failed turns into "Error displaying widget: ..." only after that.
 _WIDGET_STATE_JS = """() => {
-  const views = [...document.querySelectorAll('.jp-OutputArea-output[data-mime-type="%s"]')];
-  return {views: views.length, rendered: views.filter(v => v.querySelector('.jupyter-widgets')).length,
-          text: views.map(v => v.innerText).join('\\n')};
-}""" % WIDGET_MIME
+  const outs = [...document.querySelectorAll('.jp-OutputArea-output')];
+  return {loading: outs.filter(o => o.innerText.trim().startsWith('Loading widget')).length,
+          widgets: document.querySelectorAll('.jp-OutputArea-output .jupyter-widgets[class*="widget-"]').length};
+}"""
 
 # Progress bars and widget-output images, each element tagged with a stable id the first time it is seen,
 # so a bar that advances (or an Output whose image is redrawn) can be followed across polls.
@@ -382,13 +384,13 @@ class NotebookPage:
         found += [f"page shows {w!r}" for w in WIDGET_ERRORS if w in body]
         return found
 
-    def wait_widgets_rendered(self, timeout: float = 20) -> dict:
-        """Every widget output holds a rendered view (not a placeholder); returns the counts."""
-        def rendered():
+    def wait_widgets_settled(self, timeout: float = 30) -> dict:
+        """No widget view is left at "Loading widget..." (each rendered or failed); returns the counts."""
+        def settled():
             w = self.page.evaluate(_WIDGET_STATE_JS)
-            return w if w["views"] == w["rendered"] else None
+            return w if w["loading"] == 0 else None
 
-        return wait_for(rendered, timeout, "every widget output rendering a widget view",
+        return wait_for(settled, timeout, "every widget view leaving 'Loading widget...'",
                         on_fail=lambda: str(self.page.evaluate(_WIDGET_STATE_JS)))
 
     def live(self) -> dict:

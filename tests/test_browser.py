@@ -121,11 +121,12 @@ def run_clean(nb: NotebookPage, on_poll=None) -> None:
     nb.shot("opened")
     nb.run_all()
     nb.wait_done(RUN_TIMEOUT, on_poll)
+    widgets = nb.wait_widgets_settled()
     errors = nb.errors()
     nb.shot("ran")
     assert not errors, f"{nb.name}: " + "; ".join(errors)
     assert not nb.unexecuted(), f"{nb.name}: code cells {nb.unexecuted()} did not run"
-    nb.wait_widgets_rendered()
+    assert widgets["widgets"], f"{nb.name}: no ipywidgets view rendered on the page"
 
 
 @pytest.mark.parametrize("source", cases("mixing"))
@@ -213,12 +214,14 @@ def test_training_notebook_progress_and_live_plot(open_notebook, source):
 
 
 def test_error_outputs_are_reported(open_notebook):
-    """The checks above can fail: a cell raising ZeroDivisionError is found, and Run All stops there."""
+    """The checks above can fail: a widget that cannot display and a cell raising ZeroDivisionError are found."""
     nb = open_notebook(FIXTURES / "broken_standin.ipynb")
     nb.run_all()
     nb.wait_done(60)
+    nb.wait_widgets_settled()
     errors = nb.errors()
     nb.shot("ran")
-    assert any(e.startswith("cell 2: ZeroDivisionError") for e in errors), errors
+    assert any(e.startswith("cell 3: ZeroDivisionError") for e in errors), errors
     assert any(e.startswith("traceback on the page") and "ZeroDivisionError" in e for e in errors), errors
-    assert nb.unexecuted() == [2]
+    assert "page shows 'Error displaying widget'" in errors, errors
+    assert nb.unexecuted() == [3], "Run All Cells should stop at the error"

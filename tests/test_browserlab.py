@@ -38,7 +38,7 @@ def test_prepare_notebook_forces_quick_mode_after_the_parameters_cell(tmp_path):
 def test_prepare_notebook_without_parameters_cell_adds_nothing(tmp_path):
     n = prepare_notebook(FIXTURES / "broken_standin.ipynb", tmp_path / "b.ipynb")
     nb = json.loads((tmp_path / "b.ipynb").read_text())
-    assert n == 3 and all("injected" not in c["id"] for c in nb["cells"])
+    assert n == 4 and all("injected" not in c["id"] for c in nb["cells"])
 
 
 @pytest.mark.slow
