@@ -69,9 +69,9 @@ def lab(tmp_path_factory):
         pytest.skip(reason)
     root = tmp_path_factory.mktemp("lab-root")
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    if "GLMC_DATA_ROOT" not in os.environ and cifar10_zip_path() is not None:
-        env["GLMC_DATA_ROOT"] = str(cifar10_zip_path())
-    env.setdefault("GLMC_CACHE_DIR", os.environ.get("GLMC_CACHE_DIR", str(REPO / "data" / "cache")))
+    # The kernel sees the test data (never a user's data root) and shares the checkout's decode cache.
+    env["GLMC_DATA_ROOT"] = str(cifar10_zip_path() or "")
+    env["GLMC_CACHE_DIR"] = os.environ.get("GLMC_CACHE_DIR", str(REPO / "data" / "cache"))
     server = start_lab(root, tmp_path_factory.mktemp("lab-state"), env, timeout=READY_TIMEOUT)
     try:
         yield server
