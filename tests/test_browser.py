@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -144,21 +145,27 @@ def test_mixing_notebook_lambda_slider_redraws(open_notebook, source):
     value0 = readout.inner_text()
     before_png = nb.shot("slider-before", cell)
 
-    # Keyboard first (what a reader without a mouse does), a drag if the slider ignores the keys.
-    at_top = handle.get_attribute("aria-valuenow") == handle.get_attribute("aria-valuemax")
+    # Keyboard first (what a reader without a mouse does), a drag if the slider ignores the keys;
+    # always towards the middle of the range, so there is room to move.
+    aria = [float(handle.get_attribute(a) or "nan") for a in ("aria-valuenow", "aria-valuemin", "aria-valuemax")]
+    up = not aria[0] > (aria[1] + aria[2]) / 2
     handle.focus()
-    for _ in range(4):
-        handle.press("ArrowLeft" if at_top else "ArrowRight")
-    try:
-        wait_for(lambda: readout.inner_text() != value0, 3, "the λ readout changing after arrow keys")
-    except NeverReady:
+    for keys in (["PageUp" if up else "PageDown"] * 2, ["ArrowRight" if up else "ArrowLeft"] * 4):
+        for key in keys:
+            handle.press(key)
+        try:
+            wait_for(lambda: readout.inner_text() != value0, 3, "the λ readout changing after key presses")
+            break
+        except NeverReady:
+            continue
+    else:
         box = handle.bounding_box()
         page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
         page.mouse.down()
-        page.mouse.move(box["x"] + (-80 if at_top else 80), box["y"] + box["height"] / 2, steps=8)
+        page.mouse.move(box["x"] + (80 if up else -80), box["y"] + box["height"] / 2, steps=8)
         page.mouse.up()
         wait_for(lambda: readout.inner_text() != value0, 10,
-                 "the λ readout changing after arrow keys or dragging the slider handle")
+                 "the λ readout changing after key presses or dragging the slider handle")
     value1 = readout.inner_text()
 
     def redrawn():
@@ -166,8 +173,16 @@ def test_mixing_notebook_lambda_slider_redraws(open_notebook, source):
         return now and now != before
 
     wait_for(redrawn, 30, f"the mixed image changing after λ moved from {value0} to {value1}")
-    wait_for(lambda: nb.idle(nb.state()), 30, "the kernel going idle after the redraw")
-    page.wait_for_timeout(300)  # let the new image paint before the screenshot
+    # Each key press is one redraw: wait until the last one is painted (kernel idle, images unchanged for 1.5 s).
+    last = {"imgs": None, "since": 0.0}
+
+    def settled():
+        now, t = images_near(page, slider.element_handle()), time.monotonic()
+        if now != last["imgs"] or not nb.idle(nb.state()):
+            last.update(imgs=now, since=t)
+        return t - last["since"] > 1.5
+
+    wait_for(settled, 30, "the kernel going idle and the mixed image settling after the redraws")
     after_png = nb.shot("slider-after", cell)
     assert before_png.read_bytes() != after_png.read_bytes(), "the λ cell looks the same after moving the slider"
     errors = nb.errors()
