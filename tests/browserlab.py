@@ -81,10 +81,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def prepare_notebook(src: Path, dst: Path) -> int:
+def prepare_notebook(src: Path, dst: Path, params: str = "") -> int:
     """Copy ``src`` to ``dst`` for the browser (quick mode forced, kernel set to ``python3``); returns its code cells.
 
-    As papermill does, ``QUICK = True`` goes into a cell right after the cell tagged ``parameters``.
+    As papermill does, ``QUICK = True`` and then ``params`` (statements separated by ``;`` or new
+    lines, e.g. ``"EPOCHS = 2"``) go into a cell right after the cell tagged ``parameters``.
     """
     nb = json.loads(src.read_text(encoding="utf-8"))
     nb.setdefault("metadata", {})["kernelspec"] = {"name": "python3", "display_name": "Python 3",
@@ -94,7 +95,8 @@ def prepare_notebook(src: Path, dst: Path) -> int:
         if cell.get("cell_type") == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
             cells.insert(i + 1, {"cell_type": "code", "execution_count": None, "id": "injected-parameters",
                                  "metadata": {"tags": ["injected-parameters"]}, "outputs": [],
-                                 "source": ["QUICK = True  # injected by tests/test_browser.py"]})
+                                 "source": "\n".join(["QUICK = True  # injected by tests/test_browser.py",
+                                                      *(x.strip() for x in re.split(r"[;\n]", params) if x.strip())])})
             break
     dst.parent.mkdir(parents=True, exist_ok=True)
     dst.write_text(json.dumps(nb, indent=1, ensure_ascii=False), encoding="utf-8")
@@ -323,8 +325,11 @@ class NotebookPage:
     def _describe(self) -> str:
         try:
             st = self.state()
+            running = [i + 1 for i, p in enumerate(st["prompts"]) if p.startswith("[*]")]
+            ran = sum(bool(re.match(r"\[\d+\]", p)) for p in st["prompts"])
             return (f"kernel status {st['kernel']!r}, execution indicator {st['status']!r}, "
-                    f"{len(st['prompts'])} code cells shown")
+                    f"{len(st['prompts'])} code cells shown, {ran} run"
+                    + (f", code cell {running[0]} still running" if running else ""))
         except Exception as e:  # noqa: BLE001
             return f"page not readable: {e}"
 

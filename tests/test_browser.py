@@ -9,7 +9,8 @@ the training notebook's progress bar and live plot must appear and advance. Scre
 Which notebooks: ``notebooks/02_global_local_mixtures.ipynb`` and ``notebooks/05_training.ipynb``
 when they exist (or in ``$GLMC_BROWSER_NOTEBOOKS``), else the stand-ins under
 ``tests/browser_fixtures/``; ``GLMC_BROWSER_STANDINS=1`` runs the stand-ins as well.
-``GLMC_BROWSER_TIMEOUT`` (seconds, default 180) bounds one notebook's Run All. Without Chromium
+``GLMC_BROWSER_TIMEOUT`` (seconds, default 600) bounds one notebook's Run All;
+``GLMC_BROWSER_PARAMS`` (e.g. ``"EPOCHS = 2"``) adds parameter overrides after ``QUICK = True``. Without Chromium
 or Playwright the tests skip, unless ``GLMC_BROWSER_REQUIRED=1`` (set by ``.ci/run``) makes that a failure.
 """
 
@@ -47,7 +48,8 @@ NOTEBOOKS = {"mixing": ("02_global_local_mixtures.ipynb", "mixing_standin.ipynb"
              "training": ("05_training.ipynb", "training_standin.ipynb")}
 SHOTS = REPO / "screenshots" / "browser"
 READY_TIMEOUT = 90.0
-RUN_TIMEOUT = float(os.environ.get("GLMC_BROWSER_TIMEOUT", "180"))
+RUN_TIMEOUT = float(os.environ.get("GLMC_BROWSER_TIMEOUT", "600"))
+PARAMS = os.environ.get("GLMC_BROWSER_PARAMS", "")  # e.g. "EPOCHS = 2": injected after QUICK = True
 
 
 def cases(role: str) -> list:
@@ -101,7 +103,7 @@ def open_notebook(lab, browser, request):
     def _open(source: Path) -> NotebookPage:
         name = request.node.callspec.id if hasattr(request.node, "callspec") else request.node.name
         rel = f"{name}/{source.name}"
-        code_cells = prepare_notebook(source, lab.root / rel)
+        code_cells = prepare_notebook(source, lab.root / rel, PARAMS)
         ctx = browser.new_context(viewport={"width": 1280, "height": 1000})
         contexts.append(ctx)
         page = ctx.new_page()

@@ -35,6 +35,13 @@ def test_prepare_notebook_forces_quick_mode_after_the_parameters_cell(tmp_path):
     assert n == sum(c["cell_type"] == "code" for c in nb["cells"]) == 4
 
 
+def test_prepare_notebook_adds_parameter_overrides_after_quick(tmp_path):
+    prepare_notebook(FIXTURES / "training_standin.ipynb", tmp_path / "t.ipynb", "STEPS = 3; LR = 0.1")
+    cells = json.loads((tmp_path / "t.ipynb").read_text())["cells"]
+    injected = next(c for c in cells if c["id"] == "injected-parameters")
+    assert injected["source"].splitlines()[1:] == ["STEPS = 3", "LR = 0.1"]
+
+
 def test_prepare_notebook_without_parameters_cell_adds_nothing(tmp_path):
     n = prepare_notebook(FIXTURES / "broken_standin.ipynb", tmp_path / "b.ipynb")
     nb = json.loads((tmp_path / "b.ipynb").read_text())
