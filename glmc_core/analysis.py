@@ -27,9 +27,8 @@ from .checkpoint import check_compatible, load_checkpoint
 from .config import Config
 from .data import GROUPS, LongTailData, prepare_data
 from .errors import GLMCError
-from .methods import METHOD_SPECS
+from .methods import METHOD_SPECS, build_method_model
 from .metrics import confusion_matrix, group_accuracy, per_class_accuracy
-from .models import build_model
 
 __all__ = ["Run", "Evaluation", "load_run", "load_history", "run_data", "load_model", "evaluate_run",
            "trained_heads", "subsample", "umap_embedding", "run_umap", "weight_norms", "results_rows",
@@ -114,7 +113,7 @@ def load_model(run: Run, num_classes: int, which: str = "best", device: str | to
     ck = load_checkpoint(path)
     cfg = run.config
     check_compatible(ck, cfg.model, num_classes, cfg.dataset, str(path))
-    model = build_model(cfg.model, num_classes, cfg.proj_dim, METHOD_SPECS[cfg.method].inference_head)
+    model = build_method_model(cfg, num_classes)  # LDAM runs carry a cosine classifier
     model.load_state_dict(ck["model"])
     return model.to(device).eval(), ck
 
