@@ -261,7 +261,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                  "lr": 0.1, "weight_decay": 1e-4, "resample_q": 0.2, "label_k": 1.0, "gamma": 10.0,
                  "warmup_epochs": 0, "train_list": "iNaturalist18_train.txt", "test_list": "iNaturalist18_val.txt"},
     # Quick, offline: scikit-learn's 8x8 digits, long-tailed, a small ResNet; about a minute on a laptop CPU.
-    "digits-lt": dict(dataset="digits", model="resnet8", imbalance_factor=20, epochs=30, batch_size=32, lr=0.1,
+    "digits-lt": dict(dataset="digits", model="resnet8", imbalance_factor=20, epochs=60, batch_size=32, lr=0.1,
                       weight_decay=5e-4, beta=0.5, resample_q=0.0, label_k=1.2, gamma=1.0, image_size=16,
                       augment="cifar", many_threshold=100, few_threshold=20),
 }

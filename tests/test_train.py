@@ -11,7 +11,7 @@ import torch
 from glmc_core import mixing
 from glmc_core.config import METHODS, get_preset
 from glmc_core.data import prepare_data
-from glmc_core.methods import StepContext, step_loss
+from glmc_core.methods import StepContext, method_extras, step_loss
 from glmc_core.train import build_state, fit, lr_at
 
 _TIMING = {"seconds", "train_seconds"}
@@ -79,21 +79,24 @@ def test_stop_before_the_first_step(tiny_data):
 
 @pytest.mark.parametrize("method", list(METHODS))
 def test_every_method_step_is_finite_and_trains_its_heads(method, tiny_data):
-    state = build_state(_tiny(method=method), tiny_data)
+    cfg = _tiny(method=method)
+    state = build_state(cfg, tiny_data)
     batch = next(iter(state.stream))
     rng = np.random.default_rng(0)
     lam = mixing.sample_lambda(rng, 0.5)
     b, _, h, w = batch["x_u1"].shape
     partner = torch.from_numpy(rng.permutation(b))
-    ctx = StepContext(lam, mixing.sample_box(rng, h, w, lam), 0.5, 1.0, state.class_weights, 10, partner=partner)
+    extras = method_extras(cfg, tiny_data.counts, cfg.epochs - 1, state.device)  # DRW's re-weighted phase
+    ctx = StepContext(lam, mixing.sample_box(rng, h, w, lam), 0.5, 1.0, state.class_weights, 10, partner=partner,
+                      **extras)
     loss, terms = step_loss(method, state.model, batch, ctx)
     assert torch.isfinite(loss) and set(terms) == {"loss_c", "loss_cb", "loss_sim", "total"}
     loss.backward()
     assert float(state.model.fc.weight.grad.abs().sum()) > 0
-    trains_cb = method in ("glmc", "glmc-no-consistency", "cumulative-only")
+    trains_cb = method in ("glmc", "glmc-no-consistency", "cumulative-only", "glmc-bs")
     cb_grad = state.model.fc_cb.weight.grad
     assert (cb_grad is not None and float(cb_grad.abs().sum()) > 0) == trains_cb
-    uses_sim = method in ("glmc", "glmc-no-cumulative")
+    uses_sim = method in ("glmc", "glmc-no-cumulative", "glmc-bs")
     pred_grad = state.model.predictor.weight.grad
     assert (pred_grad is not None and float(pred_grad.abs().sum()) > 0) == uses_sim
 
