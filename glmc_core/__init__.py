@@ -8,8 +8,16 @@ streams), ``checkpoint``, ``metrics``, ``methods`` and ``train``, then the ``cli
 from .config import METHODS, PRESETS, Config, get_preset
 from .errors import GLMCError
 from .losses import alpha_schedule, consistency_loss, glmc_loss, soft_cross_entropy
-from .mixing import (class_weights, global_mix, local_mix, mix_labels, one_hot, reweight_labels, sample_box,
-                     sample_lambda)
+from .mixing import (
+                     class_weights,
+                     global_mix,
+                     local_mix,
+                     mix_labels,
+                     one_hot,
+                     reweight_labels,
+                     sample_box,
+                     sample_lambda,
+)
 from .models import MODELS, GLMCNet, build_model
 
 __version__ = "0.1.0"

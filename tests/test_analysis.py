@@ -133,7 +133,7 @@ def test_real_umap_is_repeatable():
 def test_summary_json_is_read(tmp_path):
     from glmc_core import get_preset
 
-    cfg = get_preset("digits-lt")
+    cfg = get_preset("digits-lt", epochs=30)
     (tmp_path / "config.json").write_text(cfg.to_json())
     (tmp_path / "metrics.jsonl").write_text(json.dumps({"epoch": 30, "top1": 1.0}) + "\n")
     (tmp_path / "summary.json").write_text(json.dumps({"best": {"epoch": 30}}))

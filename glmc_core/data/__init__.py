@@ -15,8 +15,18 @@ from ..augment import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD
 from ..errors import GLMCError
 from .longtail import GROUPS, class_counts, longtail_counts, longtail_indices, shot_groups, validation_split
 from .samplers import ClassResampler, uniform_batches
-from .sources import (ArraySplit, FileSplit, Source, index_image_folder, load_cifar, load_digits, load_image_folder,
-                      load_split_list, parse_split_list, resolve_data_root)
+from .sources import (
+    ArraySplit,
+    FileSplit,
+    Source,
+    index_image_folder,
+    load_cifar,
+    load_digits,
+    load_image_folder,
+    load_split_list,
+    parse_split_list,
+    resolve_data_root,
+)
 
 __all__ = ["LongTailData", "prepare_data", "load_source", "longtail_counts", "longtail_indices", "class_counts",
            "shot_groups", "validation_split", "ClassResampler", "uniform_batches", "ArraySplit", "FileSplit",
@@ -64,7 +74,7 @@ class LongTailData:
             members = np.flatnonzero(self.groups == g)
             lines.append(f"  {g:>6}: {len(members)} classes")
         width = max(len(c) for c in self.classes)
-        for c, (name, n, g) in enumerate(zip(self.classes, self.counts, self.groups)):
+        for c, (name, n, g) in enumerate(zip(self.classes, self.counts, self.groups, strict=True)):
             lines.append(f"  {c:>4} {name:<{width}} {int(n):>7} {g}")
         return "\n".join(lines)
 
