@@ -14,13 +14,12 @@ otherwise, and scikit-learn's digits when no CIFAR-10 copy is found (and says so
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .config import Config, get_preset
+from .config import Config
 from .errors import GLMCError
 
 __all__ = ["LivePlot", "NotebookSetup", "notebook_setup", "ensure_run"]
@@ -186,27 +185,25 @@ def notebook_setup(quick: bool = True, data_root: str | None = None, runs: str =
                    seed: int = 0, progress: bool = True) -> NotebookSetup:
     """Choose data and settings for the notebooks (see the module docstring)."""
     from .data import prepare_data
+    from .teaching import notebook_config
 
-    root = data_root or os.environ.get("GLMC_DATA_ROOT")
-    common = dict(out=runs, seed=seed, progress=progress)
-    if quick:
-        # Small enough for a 2-core CPU in a minute or two: ResNet-8, 300 images in the largest class
-        # (IF 100: 300 … 3), 50 test images per class.
-        cfg = get_preset("cifar10-lt-if100", data_root=root, model="resnet8", n_max=300, test_per_class=50,
-                         epochs=epochs or 6, lr=0.05, device="cpu", **common)
-    else:
-        cfg = get_preset("cifar10-lt-if100", data_root=root, epochs=epochs, **common)
+    # teaching.notebook_config is the one place that picks the data set and the quick settings
+    # (ResNet-8, 300 images in the largest class, IF 100: 300 … 3, 100 test images per class).
+    common = dict(out=runs, seed=seed, progress=progress, **({"device": "cpu"} if quick else {}))
+    cfg, _ = notebook_config(quick, epochs, data_root, quick_epochs=6, **common)
     try:
         data = prepare_data(cfg, progress=progress)
-        where = data.origin
-        msg = (f"CIFAR-10-LT (imbalance factor {cfg.imbalance_factor:g}) from {where}: {len(data.train)} training "
-               f"images, {len(data.test)} test images, model {cfg.model}, {cfg.epochs} epochs on {cfg.device}.")
-        return NotebookSetup(cfg, data, msg, f"{'quick' if quick else 'full'}-cifar10")
+        if cfg.dataset != "digits":
+            msg = (f"CIFAR-10-LT (imbalance factor {cfg.imbalance_factor:g}) from {data.origin}: {len(data.train)} "
+                   f"training images, {len(data.test)} test images, model {cfg.model}, {cfg.epochs} epochs on "
+                   f"{cfg.device}.")
+            return NotebookSetup(cfg, data, msg, f"{'quick' if quick else 'full'}-cifar10")
+        reason = "no data root given"
     except GLMCError as exc:
         if not quick:
             raise
         reason = str(exc).split(";")[0]
-    cfg = get_preset("digits-lt", epochs=epochs or 8, device="cpu", **common)
+    cfg, _ = notebook_config(quick, epochs, quick_epochs=8, offline=True, **common)
     data = prepare_data(cfg, progress=progress)
     msg = (f"NOTE: no CIFAR-10 copy was found ({reason}). Using the offline stand-in instead: scikit-learn's "
            f"8x8 handwritten digits, long-tailed (imbalance factor {cfg.imbalance_factor:g}), {len(data.train)} "

@@ -43,7 +43,7 @@ def env_flag(name: str, default: bool) -> bool:
 
 
 def notebook_config(quick: bool = True, epochs: int | None = None, data_root: str | None = None,
-                    quick_epochs: int | None = None, **overrides) -> tuple[Config, str]:
+                    quick_epochs: int | None = None, offline: bool = False, **overrides) -> tuple[Config, str]:
     """The configuration a teaching notebook trains with, and one line saying what it is.
 
     ``$GLMC_QUICK`` overrides ``quick``; ``data_root`` (else ``$GLMC_DATA_ROOT``) selects the real
@@ -55,12 +55,13 @@ def notebook_config(quick: bool = True, epochs: int | None = None, data_root: st
     Run from a ``notebooks/`` folder with ``$GLMC_CACHE_DIR`` unset, it points that variable at
     ``../data/cache`` so decoded images land in the repository's git-ignored cache.
     ``epochs`` applies in both modes; ``quick_epochs`` only in quick mode (default 8 on digits, 3 on CIFAR).
+    ``offline`` selects the digits whatever the data root says (the fallback when CIFAR-10 is missing).
     """
     quick = env_flag("GLMC_QUICK", quick)
     if not os.environ.get("GLMC_CACHE_DIR") and os.path.basename(os.getcwd()) == "notebooks":
         # Run from notebooks/: cache decoded images in the repository's git-ignored data/cache, not notebooks/data.
         os.environ["GLMC_CACHE_DIR"] = os.path.join(os.path.dirname(os.getcwd()), "data", "cache")
-    data_root = data_root or os.environ.get("GLMC_DATA_ROOT") or None
+    data_root = None if offline else (data_root or os.environ.get("GLMC_DATA_ROOT") or None)
     settings: dict = {"progress": False}
     if data_root:
         name = "cifar10-lt-if100"

@@ -91,4 +91,4 @@ def test_notebook_setup_falls_back_to_digits_and_says_so(tmp_path, monkeypatch):
 def test_notebook_setup_uses_cifar_when_present(cifar10_zip, tmp_path):
     setup = live.notebook_setup(quick=True, data_root=str(cifar10_zip), runs=str(tmp_path), progress=False)
     assert setup.cfg.dataset == "cifar10" and setup.tag == "quick-cifar10" and setup.cfg.model == "resnet8"
-    assert list(setup.data.counts)[0] == 300 and len(setup.data.test) == 500 and "CIFAR-10-LT" in setup.message
+    assert list(setup.data.counts)[0] == 300 and len(setup.data.test) == 1000 and "CIFAR-10-LT" in setup.message
