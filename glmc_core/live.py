@@ -98,6 +98,13 @@ class LivePlot:
             else:
                 self._set_status(self._epoch_text(payload))
             self.redraw()
+        elif event == "stopped":
+            if self._bar is not None:
+                self._bar.close()
+            if self.button is not None:
+                self.button.description = "stopped"
+            where = f"fit(resume={payload['run_dir']!r})" if payload.get("run_dir") else "fit(resume=RUN_DIR)"
+            self._set_status(f"stopped: epoch {payload['epoch']} is saved; continue with {where}")
         elif event == "end":
             self.summary = payload
             if self._bar is not None:
@@ -156,6 +163,7 @@ class LivePlot:
             total = self.epochs or (self.history[-1].get("epochs") if self.history else None)
             self._bar = tqdm(total=total, initial=len(self.history) - 1, desc="epochs", unit="epoch")
         self._bar.update(1)
+        self._bar.refresh()  # show the epoch now, not at the next redraw
 
 
 def _in_kernel() -> bool:

@@ -42,7 +42,7 @@ from .metrics import summarize
 __all__ = ["resolve_device", "lr_at", "TrainState", "build_state", "train_one_epoch", "evaluate", "fit",
            "NonFiniteLoss", "Callback", "set_deterministic", "RESUME_OVERRIDES"]
 
-Callback = Callable[[str, dict], None]  # callback(event, payload); events: "step", "epoch_end", "end"
+Callback = Callable[[str, dict], None]  # callback(event, payload); events: "step", "epoch_end", "stopped", "end"
 
 
 class NonFiniteLoss(GLMCError):
@@ -400,6 +400,7 @@ def _train_epochs(state: TrainState, callbacks: list, stop, save: bool, log: Cal
         terms = train_one_epoch(state, callbacks, stop)
         if terms is None:
             log(f"stopped during epoch {state.epoch + 1}; the last checkpoint holds epoch {state.epoch}")
+            _emit(callbacks, "stopped", {"epoch": state.epoch, "run_dir": str(state.run_dir or "")})
             break
         t1 = time.perf_counter()
         record = {"epoch": state.epoch + 1, **_evaluate_split(state, state.data.test)}

@@ -55,6 +55,8 @@ def test_fit_stops_on_request_and_resumes_to_the_end(tmp_path):
     state = fit(cfg, callbacks=[lp], stop=lp.stop, log=lambda _m: None)
     assert state.epoch == 1 and len(lp.history) == 1 and lp.summary is None
     run_dir = tmp_path / "stop"
+    if lp.button is not None:  # the view says the run stopped and how to continue it
+        assert lp.button.description == "stopped" and f"fit(resume={str(run_dir)!r})" in lp.status.value
     assert not A.load_run(run_dir).finished
     lp2 = LivePlot(history=A.load_history(run_dir), progress=False)
     state = fit(resume=run_dir, callbacks=[lp2], stop=lp2.stop, log=lambda _m: None)
