@@ -113,7 +113,8 @@ def _label_bars(ax, rows: Mapping[str, np.ndarray], names, title):
     colours = ("#4477AA", "#EE6677")
     for j, (label, p) in enumerate(rows.items()):
         ax.bar(x + (j - (len(rows) - 1) / 2) * width, p, width, label=label, color=colours[j % 2])
-    ax.set_xticks(x, names, rotation=45 if max(len(n) for n in names) > 3 else 0, fontsize=8)
+    ax.set_xticks(x, names, rotation=60 if max(len(n) for n in names) > 3 else 0, ha="right", rotation_mode="anchor",
+                  fontsize=8)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="upper center")
 
@@ -148,8 +149,8 @@ def plot_mixing(mix: Mapping, class_names=None, partner_probs: Sequence[float] |
     if partner_probs is not None:
         ax = fig.add_subplot(grid[1, bottom[2][0]:bottom[2][1]])
         ax.bar(np.arange(len(names)), np.asarray(partner_probs), color="0.35")
-        ax.set_xticks(np.arange(len(names)), names, rotation=45 if max(len(n) for n in names) > 3 else 0,
-                      fontsize=8)
+        ax.set_xticks(np.arange(len(names)), names, rotation=60 if max(len(n) for n in names) > 3 else 0,
+                      ha="right", rotation_mode="anchor", fontsize=8)
         ax.set_title("P(partner class) of the resampler", fontsize=9)
     return fig
 

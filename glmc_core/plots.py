@@ -58,11 +58,13 @@ def plot_group_curves(history: Sequence[dict], ax=None, label: str | None = None
     if history:
         ep = _epochs(history)
         prefix = f"{label}: " if label else ""
-        ax.plot(ep, [r["top1"] for r in history], linestyle, color="black", lw=2, label=f"{prefix}all")
+        ax.plot(ep, [r["top1"] for r in history], linestyle, color="black", lw=2, label=f"{prefix}all",
+                marker="o" if len(ep) == 1 else None)
         for g in GROUPS:
             vals = [np.nan if r.get(g) is None else r[g] for r in history]
             if not np.all(np.isnan(vals)):
-                ax.plot(ep, vals, linestyle, color=GROUP_COLORS[g], lw=1.6, label=f"{prefix}{g}")
+                ax.plot(ep, vals, linestyle, color=GROUP_COLORS[g], lw=1.6, label=f"{prefix}{g}",
+                        marker="o" if len(ep) == 1 else None)  # one epoch: a dot, not an invisible line
         if legend_below:
             ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=4, frameon=False)
         else:
@@ -102,8 +104,12 @@ def plot_learning_curves(history: Sequence[dict], title: str | None = None) -> F
         ax_alpha.legend(handles, ["α", "learning rate"], fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16),
                         ncols=2, frameon=False)
     plot_group_curves(history, ax=ax_acc, legend_below=True)
+    last = max((r["epoch"] for r in history), default=1)
     for ax in (ax_loss, ax_alpha, ax_acc):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if last <= 2:  # one or two epochs: whole-epoch ticks, not 0.945 … 1.05
+            ax.set_xlim(0.5, last + 0.5)
+            ax.set_xticks(range(1, last + 1))
     if title:
         fig.suptitle(title)
     return fig
