@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -219,6 +220,10 @@ def maybe_fast_runner(state, force: bool | None = None):
     return FastRunner(state)
 
 
+class _CaptureFailed(RuntimeError):
+    """Capturing the step in a CUDA graph failed (the run goes on with the eager fast step)."""
+
+
 class FastRunner:
     """Runs whole epochs of the fast step for a :class:`~glmc_core.train.TrainState`.
 
@@ -258,6 +263,8 @@ class FastRunner:
         self._eval_cache: dict[int, tuple] = {}
         self.params: list[torch.Tensor] | None = None  # the parameters the method trains (set on first step)
         self.bufs: list[torch.Tensor] = []
+        self.capture_error: str | None = None  # why capture failed, if it did (the step then runs eagerly)
+        self.log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True)
 
     # ----------------------------------------------------------------- the step
     def _loss(self, draws):
@@ -308,19 +315,42 @@ class FastRunner:
         if b not in self._graphs:
             static = {k: v.clone() for k, v in draws.items()}
             snap = self._snapshot()  # warm-up steps must not change the run
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(3):
+            try:
+                side = torch.cuda.Stream()
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    for _ in range(3):
+                        self._step(static)
+                torch.cuda.current_stream().wait_stream(side)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph, pool=self._pool):
                     self._step(static)
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self._pool):
-                self._step(static)
+            except Exception as exc:  # e.g. an op that cannot be captured on this torch/driver
+                self._restore(snap)
+                first_line = (str(exc).strip().splitlines() or [""])[0]
+                raise _CaptureFailed(f"{type(exc).__name__}: {first_line}") from exc
             self._pool = graph.pool()
             self._restore(snap)
             self._graphs[b] = (graph, static)
         return self._graphs[b]
+
+    def _replay_or_step(self, draws) -> None:
+        """Replay the captured step; if capture fails, say so once and run the same step eagerly from then on."""
+        if self.capture:
+            try:
+                graph, static = self._captured(draws)
+            except _CaptureFailed as exc:
+                self.capture, self.capture_error = False, str(exc)
+                self._graphs.clear()
+                self._pool = None
+                self.log(f"note: CUDA graph capture failed ({exc}); the fast step runs without it "
+                         f"(same maths, more launch overhead)")
+            else:
+                for k, v in draws.items():
+                    static[k].copy_(v, non_blocking=True)
+                graph.replay()
+                return
+        self._step(draws)
 
     # ----------------------------------------------------------------- epochs
     def run_epoch(self, state, alpha: float, lr: float, callbacks: Iterable[Callable] = (),
@@ -342,14 +372,7 @@ class FastRunner:
             for i in range(chunk["lam"].shape[0]):
                 if stop is not None and stop():
                     return None
-                draws = {k: v[i] for k, v in chunk.items()}
-                if self.capture:
-                    graph, static = self._captured(draws)
-                    for k, v in draws.items():
-                        static[k].copy_(v, non_blocking=True)
-                    graph.replay()
-                else:
-                    self._step(draws)
+                self._replay_or_step({k: v[i] for k, v in chunk.items()})
                 steps += 1
                 if callbacks and steps % step_every == 0:  # live plots only: this syncs with the device
                     payload = {"epoch": state.epoch + 1, "step": steps, "steps": total,

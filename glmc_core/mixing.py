@@ -124,8 +124,14 @@ def local_mix(x_u: torch.Tensor, x_r: torch.Tensor, box: Box) -> torch.Tensor:
 
 
 def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Float one-hot rows, ``(B,) -> (B, C)``."""
-    return torch.nn.functional.one_hot(labels.long(), num_classes).float()
+    """Float one-hot rows, ``(B,) -> (B, C)``.
+
+    A comparison with ``arange(C)`` rather than ``F.one_hot``, which reads the labels' minimum and
+    maximum back to the host on some devices (the CPU): this never syncs, so the fast path's captured
+    step can use it. Labels are checked when the data set is loaded.
+    """
+    classes = torch.arange(num_classes, device=labels.device)
+    return (labels.long()[:, None] == classes).float()
 
 
 def mix_labels(p_u: torch.Tensor, p_r: torch.Tensor, weight) -> torch.Tensor:

@@ -375,6 +375,8 @@ def fit(cfg: Config | None = None, *, data: LongTailData | None = None, resume: 
         write_text_atomic(state.run_dir / "config.json", cfg.to_json() + "\n")
     distributed.attach(state, env)
     state.fast = maybe_fast_runner(state, fast) or False  # after the checkpoint: the runner holds optimiser buffers
+    if state.fast:
+        state.fast.log = log
     try:
         if save and state.run_dir is not None:  # metrics.jsonl always mirrors the checkpoint's history
             write_text_atomic(state.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state.history))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from glmc_core import get_preset, mixing
 from glmc_core.data.samplers import ClassResampler
@@ -274,3 +275,67 @@ def test_gpu_captured_step_matches_the_eager_fast_step():
     state = fit(cfg, save=False, log=lambda m: None)
     assert isinstance(state.fast, FastRunner) and state.fast.capture
     assert all(np.isfinite(r["total"]) for r in state.history)
+
+
+# ------------------------------------------------------------------ capture safety, checked on the CPU
+class _OpTrace(TorchDispatchMode):
+    """Records every aten op that runs (forward and backward) with its output shapes and dtypes."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops: list[tuple] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        flat = out if isinstance(out, (tuple, list)) else (out,)
+        self.ops.append((str(func.overloadpacket), tuple(
+            (tuple(t.shape), t.dtype) if isinstance(t, torch.Tensor) else type(t).__name__ for t in flat)))
+        return out
+
+
+# ops that read tensor values on the host (a device sync, illegal while a CUDA graph is captured), give
+# data-dependent shapes, or make a tensor from Python data (a host-to-device copy on a GPU)
+_HOST_OPS = {"aten._local_scalar_dense", "aten.item", "aten.nonzero", "aten.nonzero_static", "aten.masked_select",
+             "aten._unique2", "aten.unique_dim", "aten.unique_consecutive", "aten.bincount", "aten.lift_fresh",
+             "aten.lift_fresh_copy", "aten._assert_async", "aten.equal", "aten.is_nonzero"}
+
+
+@pytest.mark.parametrize("method", ["glmc", "glmc-no-consistency", "cumulative-only", "ce"])
+def test_fast_step_is_capturable_no_host_reads_and_static_ops(method):
+    """What CUDA-graph capture needs, checked without a GPU: the step (gathers, augmentation, both
+    mixtures, both forward passes, losses, backward, SGD) never reads a value back to the host, and two
+    steps with different draws (λ, box, indices, crops) run the very same ops on the very same shapes."""
+    state = build_state(_tiny(method=method))
+    runner = FastRunner(state, capture=False)
+    h, w = runner.images.shape[-2:]
+    chunks = draw_plan(len(runner.labels), 16, runner.sample_probs, state.aug_gen, state.np_rng, h, w,
+                       runner.setup.padding, True, 0.5)
+    first, second = ({k: v[i] for k, v in chunks[0].items()} for i in (0, 1))
+    assert float(first["lam"]) != float(second["lam"]) and not torch.equal(first["idx_u"], second["idx_u"])
+    runner._bind_params(first)
+    runner.lr_t.fill_(0.05)
+    runner.alpha_t.fill_(0.6)
+    traces = []
+    for draws in (first, second):
+        with _OpTrace() as trace:
+            runner._step(draws)
+        traces.append(trace.ops)
+    names = {name for name, _ in traces[0]}
+    assert "aten.convolution_backward" in names and "aten._foreach_add_" in names  # backward and SGD were seen
+    assert not names & _HOST_OPS, f"host reads inside the step: {sorted(names & _HOST_OPS)}"
+    assert traces[0] == traces[1]  # same ops, same shapes: one graph replays every step of this batch size
+
+
+def test_a_failed_capture_falls_back_to_the_eager_step_and_says_so():
+    """If a graph cannot be captured (here: no GPU at all), the run goes on eagerly, unchanged, with one note."""
+    states = [build_state(_tiny()) for _ in range(2)]
+    failing, eager = FastRunner(states[0], capture=False), FastRunner(states[1], capture=False)
+    failing.capture = True  # as on a GPU whose capture then breaks: torch.cuda.Stream() raises here
+    notes = []
+    failing.log = notes.append
+    outs = [r.run_epoch(s, alpha=0.5, lr=0.05) for r, s in ((failing, states[0]), (eager, states[1]))]
+    assert outs[0] == outs[1]
+    assert failing.capture is False and failing.capture_error
+    assert len(notes) == 1 and notes[0].startswith("note: CUDA graph capture failed (")
+    for a, b in zip(states[0].model.state_dict().values(), states[1].model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)  # the failed warm-up left nothing behind
