@@ -94,6 +94,7 @@ class Config:
     num_workers: int = 0  # DataLoader workers (file-based datasets only)
     deterministic: bool = False  # bit-for-bit repeatable CPU runs (torch.use_deterministic_algorithms)
     fast: bool = True  # on a GPU, use the fast path when available
+    fuse_views: bool = False  # fast path: both mixtures through the network as one batch (batch norm per mixture)
     progress: bool = True  # show progress bars
 
     # ---------------------------------------------------------------------------------------

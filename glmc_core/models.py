@@ -15,13 +15,15 @@ as the authors' ``ResNet_modify`` does.
 
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+from typing import Callable, Iterator
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["MODELS", "GLMCNet", "CifarResNet", "NormedLinear", "build_model", "count_parameters"]
+__all__ = ["MODELS", "GLMCNet", "CifarResNet", "NormedLinear", "build_model", "count_parameters",
+           "per_view_batch_norm"]
 
 
 class _BasicBlock(nn.Module):
@@ -161,3 +163,37 @@ def build_model(name: str, num_classes: int, proj_dim: int = 128, inference_head
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+@contextlib.contextmanager
+def per_view_batch_norm(model: nn.Module, views: int) -> Iterator[nn.Module]:
+    """Inside this block, a batch made of ``views`` equal parts goes through ``model`` as if each part
+    went through on its own, one after the other.
+
+    Every batch-norm layer in training mode normalises each part with that part's own statistics and
+    updates its running statistics once per part, in order; everything else in these networks works
+    image by image. So ``model(torch.cat([a, b]))`` equals ``model(a)`` then ``model(b)`` (outputs,
+    gradients and buffers), with bigger convolutions: the fast path uses it for the global and the local
+    mixture (``fuse_views``). In evaluation mode batch norm uses its running statistics and nothing changes.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    def split_forward(bn: nn.modules.batchnorm._BatchNorm):
+        plain = type(bn).forward
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            if not bn.training or views == 1:
+                return plain(bn, x)
+            if x.shape[0] % views:
+                raise ValueError(f"a batch of {x.shape[0]} does not split into {views} equal views")
+            return torch.cat([plain(bn, part) for part in x.chunk(views)])
+
+        return forward
+
+    for bn in norms:
+        bn.forward = split_forward(bn)
+    try:
+        yield model
+    finally:
+        for bn in norms:
+            del bn.forward  # back to the class's forward

@@ -51,7 +51,7 @@ class NonFiniteLoss(GLMCError):
 
 # Config fields that may change when a run is resumed: where it runs and where its data are now.
 # Anything else would make the continued run differ from the one that was started.
-RESUME_OVERRIDES = ("device", "data_root", "progress", "num_workers")
+RESUME_OVERRIDES = ("device", "data_root", "progress", "num_workers", "fuse_views")
 
 
 def set_deterministic(flag: bool) -> None:

@@ -23,19 +23,21 @@ def _load():
 def test_bench_speed_tiny_on_cpu(tmp_path, capsys):
     bench = _load()
     rc = bench.main(["--preset", "digits-lt", "--epochs", "1", "--subset", "16", "--workers", "0", "--device", "cpu",
-                     "--out", str(tmp_path)])
+                     "--out", str(tmp_path), "--paths", "reference,fast,fast-fused"])
     assert rc == 0
     files = list(tmp_path.glob("speed-cpu-*.json"))
     assert len(files) == 1
     result = json.loads(files[0].read_text())
     meta, res = result["meta"], result["results"]
     assert meta["device"].startswith("cpu") and meta["train_images"] > 0
-    assert res["reference"]["fast_step"] is False and res["fast"]["fast_step"] is True
+    assert res["reference"]["fast_step"] is False and res["fast"]["fast_step"] is res["fast-fused"]["fast_step"] is True
     for r in res.values():
         assert r["epochs"] == 1 and r["train_seconds_per_epoch"] > 0 and r["images_per_second"] > 0
         assert r["peak_gpu_memory_gib"] is None  # no GPU figures are made up on the CPU
-    assert meta["ratio"]["train"] == pytest.approx(
-        res["reference"]["train_seconds_per_epoch"] / res["fast"]["train_seconds_per_epoch"])
+    for name in ("fast", "fast-fused"):
+        assert meta["ratios"][name]["train"] == pytest.approx(
+            res["reference"]["train_seconds_per_epoch"] / res[name]["train_seconds_per_epoch"])
+    assert meta["ratio"] == meta["ratios"]["fast"]
     out = capsys.readouterr().out
     assert "faster per training epoch" in out and str(files[0]) in out
 

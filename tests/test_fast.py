@@ -36,9 +36,9 @@ def _toy(n=24, c=4, size=16, seed=0):
     return images, labels
 
 
-def _setup(method, c=4, cutmix_label="area", reduction="mean", padding=2, counts=(9, 5, 5, 5)):
+def _setup(method, c=4, cutmix_label="area", reduction="mean", padding=2, counts=(9, 5, 5, 5), fuse_views=False):
     return StepSetup(method, c, mixing.class_weights(counts, 1.2), 1.0, cutmix_label, reduction, padding,
-                     torch.tensor(MEAN), torch.tensor(STD))
+                     torch.tensor(MEAN), torch.tensor(STD), fuse_views=fuse_views)
 
 
 def _reference_view(images, idx, oy, ox, flip, padding, mean, std):
@@ -65,16 +65,17 @@ def _plan(images, labels, batch=8, seed=5, padding=2, beta=0.5):
                      images.shape[2], images.shape[3], padding, True, beta)
 
 
-@pytest.mark.parametrize("method,cutmix_label,reduction", [
-    ("glmc", "area", "mean"), ("glmc", "lambda", "sum"), ("glmc-no-consistency", "area", "mean"),
-    ("glmc-no-cumulative", "area", "mean"), ("cumulative-only", "area", "mean"), ("ce", "area", "mean")])
-def test_fast_step_equals_reference_step(method, cutmix_label, reduction):
+@pytest.mark.parametrize("method,cutmix_label,reduction,fuse", [
+    ("glmc", "area", "mean", False), ("glmc", "lambda", "sum", False), ("glmc-no-consistency", "area", "mean", False),
+    ("glmc-no-cumulative", "area", "mean", False), ("cumulative-only", "area", "mean", False),
+    ("ce", "area", "mean", False), ("glmc", "area", "mean", True), ("glmc-no-consistency", "lambda", "sum", True)])
+def test_fast_step_equals_reference_step(method, cutmix_label, reduction, fuse):
     images, labels = _toy()
     chunks = _plan(images, labels)
     step = next(i for i in range(chunks[0]["lam"].shape[0])
                 if 0 < mixing.Box(*chunks[0]["box"][i].tolist()).area < 16 * 16)  # a real pasted box
     d = {k: v[step] for k, v in chunks[0].items()}
-    setup = _setup(method, cutmix_label=cutmix_label, reduction=reduction)
+    setup = _setup(method, cutmix_label=cutmix_label, reduction=reduction, fuse_views=fuse)
     torch.manual_seed(0)
     model = build_model("resnet8", 4, 16, METHOD_SPECS[method].inference_head)
     m_fast, m_ref = copy.deepcopy(model), copy.deepcopy(model)
@@ -300,12 +301,13 @@ _HOST_OPS = {"aten._local_scalar_dense", "aten.item", "aten.nonzero", "aten.nonz
              "aten.lift_fresh_copy", "aten._assert_async", "aten.equal", "aten.is_nonzero"}
 
 
-@pytest.mark.parametrize("method", ["glmc", "glmc-no-consistency", "cumulative-only", "ce"])
-def test_fast_step_is_capturable_no_host_reads_and_static_ops(method):
+@pytest.mark.parametrize("method,fuse", [("glmc", False), ("glmc-no-consistency", False), ("cumulative-only", False),
+                                         ("ce", False), ("glmc", True)])
+def test_fast_step_is_capturable_no_host_reads_and_static_ops(method, fuse):
     """What CUDA-graph capture needs, checked without a GPU: the step (gathers, augmentation, both
     mixtures, both forward passes, losses, backward, SGD) never reads a value back to the host, and two
     steps with different draws (λ, box, indices, crops) run the very same ops on the very same shapes."""
-    state = build_state(_tiny(method=method))
+    state = build_state(_tiny(method=method, fuse_views=fuse))
     runner = FastRunner(state, capture=False)
     h, w = runner.images.shape[-2:]
     chunks = draw_plan(len(runner.labels), 16, runner.sample_probs, state.aug_gen, state.np_rng, h, w,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
 from glmc_core.errors import GLMCError
-from glmc_core.models import MODELS, GLMCNet, build_model, count_parameters
+from glmc_core.models import MODELS, GLMCNet, build_model, count_parameters, per_view_batch_norm
 
 
 @pytest.mark.parametrize("name,encoder_millions", [("resnet32", 0.46), ("resnet32-wide", 7.4)])
@@ -86,3 +88,36 @@ def test_gradients_reach_encoder():
     (out["logits"].sum() + out["logits_cb"].sum() + out["u"].sum()).backward()
     assert model.encoder.conv1.weight.grad is not None
     assert float(model.encoder.conv1.weight.grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("name", ["resnet8", "resnet50"])
+def test_per_view_batch_norm_equals_one_forward_per_view(name):
+    """model(cat([a, b])) under per_view_batch_norm = model(a) then model(b): outputs, gradients, buffers."""
+    size = 16 if name == "resnet8" else 32
+    torch.manual_seed(0)
+    net = build_model(name, 5)
+    fused, apart = copy.deepcopy(net), copy.deepcopy(net)
+    a, b = torch.randn(6, 3, size, size), torch.randn(6, 3, size, size) * 2 + 1  # different statistics
+    with per_view_batch_norm(fused, 2):
+        out = fused(torch.cat([a, b]))
+    out_a, out_b = apart(a), apart(b)
+    for k in out:
+        assert torch.allclose(out[k], torch.cat([out_a[k], out_b[k]]), rtol=1e-4, atol=1e-5), k
+    def loss(o):
+        return o["logits"].square().sum() + o["logits_cb"].sum() + o["u"].sum()
+
+    loss(out).backward()
+    (loss(out_a) + loss(out_b)).backward()
+    for (n, pf), pa in zip(fused.named_parameters(), apart.parameters(), strict=True):
+        assert (pf.grad - pa.grad).norm() <= 1e-4 * pa.grad.norm() + 1e-6, n  # float rounding only
+    for (n, bf), ba in zip(fused.named_buffers(), apart.buffers(), strict=True):
+        assert torch.allclose(bf.float(), ba.float(), rtol=1e-4, atol=1e-5), n  # running stats: two updates, in order
+    # in eval mode the block changes nothing (running statistics); after it the layers are plain again
+    fused.eval()
+    with per_view_batch_norm(fused, 2):
+        inside = fused(torch.cat([a, b]))["logits"]
+    assert torch.allclose(inside, fused(torch.cat([a, b]))["logits"])
+    with per_view_batch_norm(fused, 2):
+        with pytest.raises(ValueError, match="equal views"):
+            fused.train()(torch.randn(5, 3, size, size))
+    assert all("forward" not in vars(m) for m in fused.modules())
