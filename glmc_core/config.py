@@ -94,6 +94,7 @@ class Config:
     num_workers: int = 0  # DataLoader workers (file-based datasets only)
     deterministic: bool = False  # bit-for-bit repeatable CPU runs (torch.use_deterministic_algorithms)
     fast: bool = True  # on a GPU, use the fast path when available
+    checkpoint_every: int = 1  # epochs between checkpoints (the last epoch is always saved)
     fuse_views: bool = False  # fast path: both mixtures through the network as one batch (batch norm per mixture)
     progress: bool = True  # show progress bars
 
@@ -183,6 +184,8 @@ class Config:
             bad("gamma must be non-negative and alpha_constant in [0, 1]")
         if not 0 <= self.label_k <= 10 or not 0 <= self.resample_q <= 10:
             bad(f"label_k and resample_q must be in [0, 10], got {self.label_k} and {self.resample_q}")
+        if self.checkpoint_every < 1:
+            bad(f"checkpoint_every must be at least 1 (epochs), got {self.checkpoint_every}")
         if self.num_workers < 0 or self.proj_dim < 1:
             bad("num_workers must be non-negative and proj_dim positive")
         if not 0.0 <= self.cb_beta < 1.0 or not 0.0 <= self.drw_start <= 1.0:

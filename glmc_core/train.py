@@ -51,7 +51,7 @@ class NonFiniteLoss(GLMCError):
 
 # Config fields that may change when a run is resumed: where it runs and where its data are now.
 # Anything else would make the continued run differ from the one that was started.
-RESUME_OVERRIDES = ("device", "data_root", "progress", "num_workers", "fuse_views")
+RESUME_OVERRIDES = ("device", "data_root", "progress", "num_workers", "fuse_views", "checkpoint_every")
 
 
 def set_deterministic(flag: bool) -> None:
@@ -115,6 +115,7 @@ class TrainState:
     loader: str = "tensor"  # the stream kind actually used ("tensor" or "dataloader"); kept for resuming
     run_dir: Path | None = None
     epoch: int = 0  # completed epochs
+    saved_epoch: int = 0  # the epoch that checkpoint.pt holds (behind ``epoch`` when cfg.checkpoint_every > 1)
     history: list[dict] = field(default_factory=list)
     best: dict | None = None
     fast: object = None  # glmc_core.fast.FastRunner, False for the reference step, None: not chosen yet
@@ -143,6 +144,7 @@ class TrainState:
         except (RuntimeError, ValueError, KeyError) as exc:
             raise GLMCError(f"{path} does not fit this model: {str(exc).splitlines()[0][:160]}") from None
         self.epoch, self.history, self.best = int(ck["epoch"]), list(ck["history"]), ck.get("best")
+        self.saved_epoch = self.epoch
         rng = ck["rng"]
         self.data_gen.set_state(rng["data"])
         self.np_rng.bit_generator.state = json.loads(rng["numpy"])
@@ -258,7 +260,7 @@ def _epoch_means(state: TrainState, sums: dict, steps: int, lam_sum: float, alph
 
 
 def _nonfinite_message(what: str, state: TrainState, step: int | None) -> str:
-    kept = (f"{state.run_dir}/checkpoint.pt still holds the last good epoch ({state.epoch})"
+    kept = (f"{state.run_dir}/checkpoint.pt still holds a good epoch ({state.saved_epoch})"
             if state.run_dir is not None else "nothing was saved")
     where = f"epoch {state.epoch + 1}, step {step}" if step else f"epoch {state.epoch + 1}"
     return f"{what} at {where}; the run stopped and {kept} (try a lower --lr or a warm-up: --set warmup_epochs=5)"
@@ -384,9 +386,9 @@ def fit(cfg: Config | None = None, *, data: LongTailData | None = None, resume: 
                 save_checkpoint(state.checkpoint_dict(), state.run_dir / "checkpoint.pt")
         _train_epochs(state, callbacks, stop, save, log)
     except KeyboardInterrupt as exc:  # Ctrl-C, or a notebook's "interrupt kernel"
-        exc.run_dir, exc.epoch = state.run_dir, state.epoch  # for the CLI's one-line message
+        exc.run_dir, exc.epoch = state.run_dir, state.saved_epoch  # for the CLI's one-line message
         if state.run_dir is not None and save:
-            exc.add_note(f"glmc: the last checkpoint holds epoch {state.epoch}; continue with "
+            exc.add_note(f"glmc: the last checkpoint holds epoch {state.saved_epoch}; continue with "
                          f"fit(resume={str(state.run_dir)!r}) or 'glmc train --resume {state.run_dir}'")
         raise
     _finish(state, callbacks, save)
@@ -397,12 +399,13 @@ def _train_epochs(state: TrainState, callbacks: list, stop, save: bool, log: Cal
     """Epochs until the last one (or ``stop``): train, evaluate, save the checkpoint, then log the line."""
     cfg = state.cfg
     select = "val_top1" if state.data.val is not None else "top1"
+    pending_best = None  # best.pt's contents not yet written (cfg.checkpoint_every > 1)
     while state.epoch < cfg.epochs:
         t0 = time.perf_counter()
         terms = train_one_epoch(state, callbacks, stop)
         if terms is None:
-            log(f"stopped during epoch {state.epoch + 1}; the last checkpoint holds epoch {state.epoch}")
-            _emit(callbacks, "stopped", {"epoch": state.epoch, "run_dir": str(state.run_dir or "")})
+            log(f"stopped during epoch {state.epoch + 1}; the last checkpoint holds epoch {state.saved_epoch}")
+            _emit(callbacks, "stopped", {"epoch": state.saved_epoch, "run_dir": str(state.run_dir or "")})
             break
         t1 = time.perf_counter()
         record = {"epoch": state.epoch + 1, **_evaluate_split(state, state.data.test)}
@@ -417,17 +420,29 @@ def _train_epochs(state: TrainState, callbacks: list, stop, save: bool, log: Cal
         if improved:
             state.best = {k: record[k] for k in ("epoch", "top1", "many", "medium", "few", select)}
         if save:
-            if improved:
-                save_checkpoint({"config": cfg.to_dict(), "epoch": state.epoch, "model": state.model.state_dict(),
-                                 "classes": list(state.data.classes),
-                                 "class_counts": [int(c) for c in state.data.counts], "best": state.best},
-                                state.run_dir / "best.pt")
-            # checkpoint.pt before metrics.jsonl: a kill in between is repaired on resume from the history
-            save_checkpoint(state.checkpoint_dict(), state.run_dir / "checkpoint.pt")
+            due = state.epoch % cfg.checkpoint_every == 0 or state.epoch == cfg.epochs
+            if improved:  # between checkpoints the best weights wait in memory (a copy on the device)
+                pending_best = _best_dict(state, copy=not due)
+            if due:
+                if pending_best is not None:
+                    save_checkpoint(pending_best, state.run_dir / "best.pt")
+                    pending_best = None
+                # checkpoint.pt before metrics.jsonl: a kill in between is repaired on resume from the history
+                save_checkpoint(state.checkpoint_dict(), state.run_dir / "checkpoint.pt")
+                state.saved_epoch = state.epoch
             with open(state.run_dir / "metrics.jsonl", "a") as fh:
                 fh.write(json.dumps(record) + "\n")
         log(_epoch_line(record, cfg.epochs))
         _emit(callbacks, "epoch_end", record)
+
+
+def _best_dict(state: TrainState, copy: bool) -> dict:
+    """``best.pt``'s contents now; ``copy``: the weights cloned, to be written at the next checkpoint."""
+    weights = state.model.state_dict()
+    if copy:
+        weights = {k: v.detach().clone() for k, v in weights.items()}
+    return {"config": state.cfg.to_dict(), "epoch": state.epoch, "model": weights, "classes": list(state.data.classes),
+            "class_counts": [int(c) for c in state.data.counts], "best": dict(state.best)}
 
 
 def _finish(state: TrainState, callbacks: list, save: bool) -> None:

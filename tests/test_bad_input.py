@@ -85,6 +85,8 @@ ROWS = [
     ("unknown-flag", lambda t: ["train", *QUICK, "--epochz", "3"], "unrecognized arguments: --epochz 3"),
     ("not-a-number", lambda t: ["train", *QUICK, "--epochs", "three"], "argument --epochs: invalid int value"),
     ("zero-epochs", lambda t: ["train", *QUICK, "--epochs", "0"], "epochs must be at least 1, got 0"),
+    ("checkpoint-every-zero", lambda t: ["train", *QUICK, "--set", "checkpoint_every=0"],
+     "checkpoint_every must be at least 1 (epochs), got 0"),
     ("nan-lr", lambda t: ["train", *QUICK, "--lr", "nan"], "'lr' must be a finite number, got nan"),
     ("negative-lr", lambda t: ["train", *QUICK, "--lr", "-0.1"], "lr must be positive"),
     ("batch-of-one", lambda t: ["train", *QUICK, "--batch-size", "1"], "batch size must be at least 2, got 1"),

@@ -252,3 +252,22 @@ def test_resume_on_another_kind_of_device_says_it_is_not_exact(tmp_path):
     messages = []
     state = fit(resume=tmp_path / "r", log=messages.append)
     assert state.epoch == 3 and any("not bit-identical" in m for m in messages)
+
+
+def test_checkpoint_every_n_epochs_loses_at_most_those_epochs_and_resumes_exactly(tmp_path, reference):
+    """checkpoint_every=2: a stop in epoch 2 finds the epoch-0 checkpoint (epoch 1 was never saved), and the
+    resumed run still ends with the uninterrupted run's weights, metrics and best.pt."""
+    notes = []
+    stop = StopAt(2, 5)
+    state = fit(tiny_config(out=str(tmp_path), run_name="r", checkpoint_every=2), loader="tensor", stop=stop,
+                callbacks=[stop.callback], log=notes.append)
+    assert (state.epoch, state.saved_epoch) == (1, 0)
+    assert load_checkpoint(tmp_path / "r")["epoch"] == 0 and not (tmp_path / "r" / "best.pt").exists()
+    assert notes[-1] == "stopped during epoch 2; the last checkpoint holds epoch 0"
+    resumed = fit(resume=tmp_path / "r", log=lambda m: None)
+    assert resumed.saved_epoch == 3  # the last epoch is always saved
+    assert_same_run(tmp_path / "r", reference["tensor"])
+    best, ref_best = load_checkpoint(tmp_path / "r" / "best.pt"), load_checkpoint(reference["tensor"] / "best.pt")
+    assert best["epoch"] == ref_best["epoch"] and best["best"] == ref_best["best"]
+    for k in ref_best["model"]:
+        assert torch.equal(best["model"][k], ref_best["model"][k]), k
