@@ -45,3 +45,29 @@ def test_bench_speed_tiny_on_cpu(tmp_path, capsys):
 def test_bench_speed_refuses_unknown_paths():
     with pytest.raises(GLMCError, match="--paths"):
         _load().main(["--paths", "turbo"])
+
+
+@pytest.mark.slow
+def test_gpu_session_script_runs_both_calls_at_toy_size(tmp_path, cifar10_zip):
+    """benchmarks/gpu_session.sh, the prepared GPU checks, runs through on the CPU (GLMC_SMOKE=1) and leaves
+    in $OUT what the device tool would bring back: each call's log and a tarball of its results."""
+    import os
+    import subprocess
+    import sys
+    import tarfile
+
+    script = BENCH.parent / "gpu_session.sh"
+    env = {**os.environ, "OUT": str(tmp_path), "GLMC_SMOKE": "1", "GLMC_CIFAR10": str(cifar10_zip),
+           "PYTHON": sys.executable, "GLMC_RESULTS": str(tmp_path / "results"), "GLMC_RUNS": str(tmp_path / "runs")}
+    for call in ("check", "full"):
+        res = subprocess.run(["bash", str(script), call], env=env, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+        log = (tmp_path / f"{call}.log").read_text()
+        steps = [line for line in log.splitlines() if line.startswith("=== ") and ": exit " in line]
+        assert steps and all(line.split(": exit ")[1].startswith("0 ") for line in steps), steps
+        with tarfile.open(tmp_path / f"results-{call}.tgz") as tar:
+            names = tar.getnames()
+        assert any(n.endswith("summary.json") for n in names), names
+    assert len(steps) == 1  # full: the one long reproduction
+    assert any(n.split("/")[-1].startswith("speed-cpu-") for n in names)  # results accumulate over the calls
+    assert "decoding images" not in (tmp_path / "check.log").read_text()  # no progress bars in the logs

@@ -85,7 +85,8 @@ def load_source(cfg, progress: bool = True) -> Source:
     if cfg.dataset == "digits":
         return load_digits(image_size=cfg.image_size)
     if cfg.dataset in ("cifar10", "cifar100"):
-        return load_cifar(cfg.data_root, 10 if cfg.dataset == "cifar10" else 100, cfg.download, cfg.image_size)
+        return load_cifar(cfg.data_root, 10 if cfg.dataset == "cifar10" else 100, cfg.download, cfg.image_size,
+                          progress)
     if cfg.dataset == "imagefolder":
         root = resolve_data_root(cfg.data_root)
         return load_image_folder(root, cfg.image_size, decode=decode, progress=progress)

@@ -137,7 +137,8 @@ def _looks_like_image_folder(path: Path) -> bool:
     return len(subs) == 1 and (subs[0] / "train").is_dir() and (subs[0] / "test").is_dir()
 
 
-def load_cifar(data_root, num_classes: int = 10, download: bool = False, image_size: int = 32) -> Source:
+def load_cifar(data_root, num_classes: int = 10, download: bool = False, image_size: int = 32,
+               progress: bool = True) -> Source:
     """CIFAR-10 or CIFAR-100 from ``data_root``.
 
     Looks, in order, for: ``data_root`` being an image-folder tree or a .zip of one (such as
@@ -150,7 +151,7 @@ def load_cifar(data_root, num_classes: int = 10, download: bool = False, image_s
     root = resolve_data_root(data_root)
     folder_name = _CIFAR_LAYOUT[num_classes][0]
     if _looks_like_image_folder(root):
-        src = load_image_folder(root, image_size=image_size)
+        src = load_image_folder(root, image_size=image_size, progress=progress)
         if len(src.classes) != num_classes:
             raise GLMCError(f"{root} holds {len(src.classes)} classes, but CIFAR-{num_classes} has {num_classes}")
         src.name = f"cifar{num_classes}"
