@@ -260,7 +260,8 @@ def _epoch_means(state: TrainState, sums: dict, steps: int, lam_sum: float, alph
 
 
 def _nonfinite_message(what: str, state: TrainState, step: int | None) -> str:
-    kept = (f"{state.run_dir}/checkpoint.pt still holds a good epoch ({state.saved_epoch})"
+    which = "the last good epoch" if state.saved_epoch == state.epoch else "the last saved epoch"
+    kept = (f"{state.run_dir}/checkpoint.pt still holds {which} ({state.saved_epoch})"
             if state.run_dir is not None else "nothing was saved")
     where = f"epoch {state.epoch + 1}, step {step}" if step else f"epoch {state.epoch + 1}"
     return f"{what} at {where}; the run stopped and {kept} (try a lower --lr or a warm-up: --set warmup_epochs=5)"
