@@ -277,6 +277,19 @@ class FastRunner:
         self.capture_error: str | None = None  # why capture failed, if it did (the step then runs eagerly)
         self.log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True)
 
+    def describe(self) -> str:
+        """One line for the log: how this runner trains."""
+        if self.capture_error is not None:
+            how = "uncaptured after a failed capture"
+        else:
+            how = "one CUDA graph per batch size" if self.capture else "eager"
+        extras = [how, "bf16" if self.setup.autocast_dtype == torch.bfloat16 else "fp32"]
+        if self.setup.channels_last:
+            extras.append("channels_last")
+        if self.setup.fuse_views:
+            extras.append("both mixtures in one forward pass")
+        return f"the fast path ({', '.join(extras)})"
+
     # ----------------------------------------------------------------- the step
     def _loss(self, draws):
         loss, terms = fast_step_loss(self.model, self.images, self.labels, draws, self.alpha_t, self.setup)

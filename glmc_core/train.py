@@ -34,7 +34,7 @@ from .config import Config
 from .data import LongTailData, prepare_data
 from .data.streams import TensorStream, eval_batches, make_train_stream
 from .errors import GLMCError
-from .fast import maybe_fast_runner
+from .fast import fast_path_reason, maybe_fast_runner
 from .losses import alpha_schedule
 from .methods import METHOD_SPECS, StepContext, build_method_model, method_extras, step_loss
 from .metrics import summarize
@@ -380,6 +380,7 @@ def fit(cfg: Config | None = None, *, data: LongTailData | None = None, resume: 
     state.fast = maybe_fast_runner(state, fast) or False  # after the checkpoint: the runner holds optimiser buffers
     if state.fast:
         state.fast.log = log
+    log(f"training on {_device_label(state.device)}: {_path_label(state, fast)}")
     try:
         if save and state.run_dir is not None:  # metrics.jsonl always mirrors the checkpoint's history
             write_text_atomic(state.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state.history))
@@ -394,6 +395,26 @@ def fit(cfg: Config | None = None, *, data: LongTailData | None = None, resume: 
         raise
     _finish(state, callbacks, save)
     return state
+
+
+def _device_label(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
+def _path_label(state: TrainState, fast: bool | None) -> str:
+    """Which training step runs, and why not the fast one where a user might expect it."""
+    if state.fast:
+        return state.fast.describe()
+    where = "on the GPU" if state.device.type == "cuda" else "in memory"
+    batches = "a DataLoader (PIL transforms)" if state.loader == "dataloader" else f"tensors {where}"
+    label = f"the reference step, batches from {batches}"
+    if state.device.type == "cuda" and state.cfg.fast and fast is not False:
+        reason = fast_path_reason(state)
+        if reason:
+            label += f" (no fast path: {reason})"
+    return label
 
 
 def _train_epochs(state: TrainState, callbacks: list, stop, save: bool, log: Callable[[str], None]) -> None:

@@ -341,3 +341,15 @@ def test_a_failed_capture_falls_back_to_the_eager_step_and_says_so():
     assert len(notes) == 1 and notes[0].startswith("note: CUDA graph capture failed (")
     for a, b in zip(states[0].model.state_dict().values(), states[1].model.state_dict().values(), strict=True):
         assert torch.equal(a, b)  # the failed warm-up left nothing behind
+
+
+def test_the_log_says_which_step_trains(tmp_path):
+    lines = []
+    fit(_tiny(epochs=1), save=False, log=lines.append)
+    assert lines[0] == "training on cpu: the reference step, batches from tensors in memory"
+    lines.clear()
+    fit(_tiny(epochs=1, fuse_views=True), save=False, log=lines.append, fast=True)
+    assert lines[0] == "training on cpu: the fast path (eager, fp32, both mixtures in one forward pass)"
+    lines.clear()
+    fit(_tiny(epochs=1), save=False, log=lines.append, loader="dataloader")
+    assert lines[0] == "training on cpu: the reference step, batches from a DataLoader (PIL transforms)"
