@@ -260,9 +260,10 @@ def test_cli_flags_select_the_reference_path(flag, loader, monkeypatch):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_gpu_captured_step_matches_the_eager_fast_step():
+@pytest.mark.parametrize("fuse", [False, True])
+def test_gpu_captured_step_matches_the_eager_fast_step(fuse):
     """On a GPU: the CUDA-graph replay trains like the same step run eagerly (fp32, same draws)."""
-    cfg = _tiny(device="cuda", epochs=3)
+    cfg = _tiny(device="cuda", epochs=3, fuse_views=fuse)
     states = [build_state(cfg) for _ in range(2)]
     runners = [FastRunner(states[0], capture=True, bf16=False, channels_last=False),
                FastRunner(states[1], capture=False, bf16=False, channels_last=False)]
@@ -274,7 +275,7 @@ def test_gpu_captured_step_matches_the_eager_fast_step():
         assert torch.allclose(a.float(), b.float(), rtol=1e-3, atol=1e-4)
     # the default GPU settings (bf16, channels_last, capture) train through fit and evaluate on the device
     state = fit(cfg, save=False, log=lambda m: None)
-    assert isinstance(state.fast, FastRunner) and state.fast.capture
+    assert isinstance(state.fast, FastRunner) and state.fast.capture and state.fast.capture_error is None
     assert all(np.isfinite(r["total"]) for r in state.history)
 
 
