@@ -271,6 +271,7 @@ def test_gpu_captured_step_matches_the_eager_fast_step(fuse):
         outs = [r.run_epoch(s, alpha=1.0 - epoch / 3, lr=0.05) for r, s in zip(runners, states, strict=True)]
         for k in ("loss_c", "loss_cb", "loss_sim", "total"):
             assert outs[0][k] == pytest.approx(outs[1][k], rel=1e-3, abs=1e-4), (epoch, k)
+    assert runners[0].capture and runners[0].capture_error is None  # it really replayed graphs
     for a, b in zip(states[0].model.state_dict().values(), states[1].model.state_dict().values(), strict=True):
         assert torch.allclose(a.float(), b.float(), rtol=1e-3, atol=1e-4)
     # the default GPU settings (bf16, channels_last, capture) train through fit and evaluate on the device
