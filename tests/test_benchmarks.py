@@ -71,3 +71,15 @@ def test_gpu_session_script_runs_both_calls_at_toy_size(tmp_path, cifar10_zip):
     assert len(steps) == 1  # full: the one long reproduction
     assert any(n.split("/")[-1].startswith("speed-cpu-") for n in names)  # results accumulate over the calls
     assert "decoding images" not in (tmp_path / "check.log").read_text()  # no progress bars in the logs
+
+
+def test_same_method_script_writes_both_paths(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("same_method", BENCH.parent / "same_method.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--epochs", "1", "--seeds", "0", "--device", "cpu", "--out", str(tmp_path)]) == 0
+    (result,) = [json.loads(f.read_text()) for f in tmp_path.glob("same-method-digits-lt-cpu-*.json")]
+    runs = {r["path"]: r for r in result["runs"]}
+    assert runs["reference"]["fast_step"] is False and runs["fast"]["fast_step"] is True
+    assert result["summary"]["fast"]["top1_mean"] == runs["fast"]["top1"]
+    assert "results:" in capsys.readouterr().out
