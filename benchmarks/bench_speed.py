@@ -144,12 +144,18 @@ def main(argv=None) -> int:
         if "fast" in meta["ratios"]:
             meta["ratio"] = meta["ratios"]["fast"]
     print(report(results, meta))
-    args.out.mkdir(parents=True, exist_ok=True)
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", meta["device"].split(" (")[0]).strip("-").lower()
-    out = args.out / f"speed-{slug}-{datetime.now():%Y%m%d-%H%M%S}.json"
-    out.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    out = write_result(args.out, "speed", meta["device"], {"meta": meta, "results": results})
     print(f"results: {out}")
     return 0
+
+
+def write_result(folder: Path, prefix: str, device: str, payload: dict) -> Path:
+    """``payload`` as ``<prefix>-<device>-<date>.json`` in ``folder``; returns the path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", device.split(" (")[0]).strip("-").lower()
+    out = folder / f"{prefix}-{slug}-{datetime.now():%Y%m%d-%H%M%S}.json"
+    out.write_text(json.dumps(payload, indent=2) + "\n")
+    return out
 
 
 if __name__ == "__main__":

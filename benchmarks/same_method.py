@@ -14,19 +14,19 @@ eagerly (``fast=True``), which is what it compares there.
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import statistics
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
 
-from glmc_core import get_preset
-from glmc_core.errors import GLMCError
-from glmc_core.train import fit, resolve_device
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_speed beside this file, however it is loaded
+from bench_speed import RESULTS, device_name, write_result  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from glmc_core import get_preset  # noqa: E402
+from glmc_core.errors import GLMCError  # noqa: E402
+from glmc_core.train import fit, resolve_device  # noqa: E402
+
 KEYS = ("top1", "many", "medium", "few")
 
 
@@ -57,13 +57,10 @@ def main(argv=None) -> int:
         summary[path] = {"top1_mean": statistics.fmean(top1), "top1_min": min(top1), "top1_max": max(top1)}
         print(f"{path:<9}  top-1 mean {summary[path]['top1_mean']:.2f}  (min {min(top1):.2f}, max {max(top1):.2f}, "
               f"{len(top1)} seeds)")
-    dev = f"{device.type}" if device.type != "cuda" else __import__("torch").cuda.get_device_name(device)
-    meta = {"preset": args.preset, "device": dev, "epochs": cfg.epochs, "seeds": args.seeds,
+    meta = {"preset": args.preset, "device": device_name(device), "epochs": cfg.epochs, "seeds": args.seeds,
             "date": datetime.now().isoformat(timespec="seconds"), "command": " ".join(sys.argv)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", dev).strip("-").lower()
-    out = args.out / f"same-method-{args.preset}-{slug}-{datetime.now():%Y%m%d-%H%M%S}.json"
-    out.write_text(json.dumps({"meta": meta, "summary": summary, "runs": rows}, indent=2) + "\n")
+    out = write_result(args.out, f"same-method-{args.preset}", meta["device"],
+                       {"meta": meta, "summary": summary, "runs": rows})
     print(f"results: {out}")
     return 0
 

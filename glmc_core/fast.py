@@ -142,8 +142,6 @@ def _glmc_fast(model, b, lam, box, alpha, gamma: float, setup: StepSetup):
     # λ stays float64, like the reference's Python float: 1 − λ is rounded once, to float32, in both paths
     x_g = mixing.global_mix(b["x_u1"], b["x_r1"], lam)
     x_l = torch.where(_box_mask(box, h, w), b["x_r2"], b["x_u2"])  # the box is pasted from the resampled batch
-    if setup.channels_last:
-        x_g, x_l = (x.contiguous(memory_format=torch.channels_last) for x in (x_g, x_l))
     if setup.cutmix_label == "area":
         lam_l = 1.0 - ((box[1] - box[0]) * (box[3] - box[2])).double() / float(h * w)
     else:
@@ -152,15 +150,17 @@ def _glmc_fast(model, b, lam, box, alpha, gamma: float, setup: StepSetup):
     pw_u, pw_r = mixing.reweight_labels(p_u, wts), mixing.reweight_labels(p_r, wts)
     targets = {"p_g": mixing.mix_labels(p_u, p_r, lam), "p_l": mixing.mix_labels(p_u, p_r, lam_l),
                "p_g_w": mixing.mix_labels(pw_u, pw_r, lam), "p_l_w": mixing.mix_labels(pw_u, pw_r, lam_l)}
+    def layout(x):  # torch.where and cat need not keep channels_last
+        return x.contiguous(memory_format=torch.channels_last) if setup.channels_last else x
+
     if setup.fuse_views:  # one forward pass of 2B images; batch norm still sees each mixture on its own
         with per_view_batch_norm(model, 2), _autocast(setup):
-            x = torch.cat([x_g, x_l])
-            out = model(x.contiguous(memory_format=torch.channels_last) if setup.channels_last else x)
+            out = model(layout(torch.cat([x_g, x_l])))
         n = x_g.shape[0]
         out_g, out_l = {k: v[:n] for k, v in out.items()}, {k: v[n:] for k, v in out.items()}
     else:
         with _autocast(setup):
-            out_g, out_l = model(x_g), model(x_l)
+            out_g, out_l = model(layout(x_g)), model(layout(x_l))
     return glmc_loss(out_g, out_l, targets, alpha, gamma, setup.reduction)
 
 
