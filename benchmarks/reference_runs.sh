@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The CPU reference runs that the notebooks show (reference_runs/README.md): real CIFAR-10-LT IF100
 # (the whole long-tailed training set, the whole balanced test set), ResNet-8, the paper's recipe
-# otherwise, 60 epochs, one seed. Two chains run side by side, one thread each (on 2 cores this
-# trains more images per second than one run on two threads: benchmarks/bench_cpu.py):
-#   chain 1: glmc, then glmc-no-cumulative     chain 2: ce, then cumulative-only
-# Started again, it resumes every unfinished run from its checkpoint and skips finished ones.
+# otherwise, 60 epochs, seed 0, groups split 3 / 4 / 3 by class size (many > 1500, few < 200 images).
+# Two lanes run side by side, one thread each (on 2 cores this trains more images per second than
+# one run on two threads: benchmarks/bench_cpu.py):
+#   lane 1: glmc, glmc-no-cumulative, glmc-linear (α linear)
+#   lane 2: ce, cumulative-only, glmc-cosine (α cosine)
+# Started again, it resumes every unfinished run from its checkpoint and skips finished ones, so a
+# run can be spread over several work sessions. Never start it twice at the same time.
 #
 #   bash benchmarks/reference_runs.sh [DATA_ROOT]     (default ../shared/data/cifar10-jpeg.zip)
 set -u
@@ -16,20 +19,27 @@ mkdir -p "$OUT"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
 one() {  # one run: resume it if it was started, skip it if it finished
-    local method=$1 dir="$OUT/$1"
-    if [ -f "$dir/summary.json" ]; then echo "$method: finished"; return 0; fi
+    local name=$1 method=$2; shift 2
+    local dir="$OUT/$name"
+    if [ -f "$dir/summary.json" ]; then echo "$name: finished"; return 0; fi
     if [ -f "$dir/checkpoint.pt" ]; then
         python3 -m glmc_core train --resume "$dir" --data-root "$ROOT" --device cpu --no-progress
     else
         rm -rf "$dir"
         python3 -m glmc_core train --preset cifar10-lt-if100 --data-root "$ROOT" --device cpu --no-progress \
-            --model resnet8 --method "$method" --epochs "$EPOCHS" --seed 0 --out "$OUT" --run-name "$method" \
-            --set many_threshold=1500 --set few_threshold=200
+            --model resnet8 --method "$method" --epochs "$EPOCHS" --seed 0 --out "$OUT" --run-name "$name" \
+            --set many_threshold=1500 --set few_threshold=200 "$@"
     fi
 }
 
-chain() { for m in "$@"; do one "$m" >>"$OUT/$m.log" 2>&1 || { echo "$m failed: see $OUT/$m.log"; return 1; }; done; }
+lane() {  # runs given as NAME:METHOD[:KEY=VALUE], one after the other
+    for spec in "$@"; do
+        IFS=: read -r name method extra <<<"$spec"
+        one "$name" "$method" ${extra:+--set "$extra"} >>"$OUT/$name.log" 2>&1 \
+            || { echo "$name failed: see $OUT/$name.log"; return 1; }
+    done
+}
 
-chain glmc glmc-no-cumulative &
-chain ce cumulative-only &
+lane glmc:glmc glmc-no-cumulative:glmc-no-cumulative glmc-linear:glmc:alpha_schedule=linear &
+lane ce:ce cumulative-only:cumulative-only glmc-cosine:glmc:alpha_schedule=cosine &
 wait
