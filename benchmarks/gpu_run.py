@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
 from bench_speed import RESULTS, device_name, result_path, write_json  # noqa: E402
+
 from glmc_core import get_preset  # noqa: E402
 from glmc_core.cli import _kv  # noqa: E402
 from glmc_core.data.streams import eval_batches  # noqa: E402
