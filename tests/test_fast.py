@@ -299,22 +299,27 @@ def test_gpu_captured_step_matches_the_eager_fast_step(fuse):
     states = [build_state(cfg) for _ in range(2)]
     runners = [FastRunner(states[0], capture=True, bf16=False, channels_last=False),
                FastRunner(states[1], capture=False, bf16=False, channels_last=False)]
-    for epoch in range(2):
-        outs = [r.run_epoch(s, alpha=1.0 - epoch / 3, lr=0.05) for r, s in zip(runners, states, strict=True)]
+    for epoch, lr in enumerate((0.05, 0.02)):  # α and lr both change: a value frozen into the graph would show
+        outs = [r.run_epoch(s, alpha=1.0 - epoch / 3, lr=lr) for r, s in zip(runners, states, strict=True)]
         for k in ("loss_c", "loss_cb", "loss_sim", "total"):
             assert outs[0][k] == pytest.approx(outs[1][k], rel=1e-3, abs=1e-4), (epoch, k)
-    assert runners[0].capture and runners[0].capture_error is None  # it really replayed graphs
+    assert runners[0].capture_status()["capture_held"]  # it really replayed graphs
     for a, b in zip(states[0].model.state_dict().values(), states[1].model.state_dict().values(), strict=True):
         assert torch.allclose(a.float(), b.float(), rtol=1e-3, atol=1e-4)
     # the default GPU settings (bf16, channels_last, capture) train through fit and evaluate on the device
     state = fit(cfg, save=False, log=lambda m: None)
-    assert isinstance(state.fast, FastRunner) and state.fast.capture and state.fast.capture_error is None
+    assert isinstance(state.fast, FastRunner) and state.fast.capture_status()["capture_held"]
     assert all(np.isfinite(r["total"]) for r in state.history)
+    # and with the other switches of the fast path (compile is measured by bench_speed: it takes a minute)
+    state = fit(cfg.replace(view_norm="grouped", eval_graph=True, eval_batch=16), save=False, log=lambda m: None)
+    status = state.fast.capture_status()
+    assert status["capture_held"] and status["eval_graph_held"], status
 
 
 # ------------------------------------------------------------------ capture safety, checked on the CPU
 class _OpTrace(TorchDispatchMode):
-    """Records every aten op that runs (forward and backward) with its output shapes and dtypes."""
+    """Records every aten op that runs (forward and backward): its name, its non-tensor arguments (numbers,
+    flags, dtypes: a Python float baked into a captured graph shows here) and its outputs' shapes and dtypes."""
 
     def __init__(self):
         super().__init__()
@@ -323,9 +328,20 @@ class _OpTrace(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         flat = out if isinstance(out, (tuple, list)) else (out,)
-        self.ops.append((str(func.overloadpacket), tuple(
+        self.ops.append((str(func.overloadpacket), _scalars(args), _scalars(kwargs or {}), tuple(
             (tuple(t.shape), t.dtype) if isinstance(t, torch.Tensor) else type(t).__name__ for t in flat)))
         return out
+
+
+def _scalars(obj):
+    """An op's arguments with every tensor replaced by "T": what a captured graph would freeze as constants."""
+    if isinstance(obj, torch.Tensor):
+        return "T"
+    if isinstance(obj, (list, tuple)):
+        return tuple(_scalars(o) for o in obj)
+    if isinstance(obj, dict):
+        return tuple(sorted((k, _scalars(v)) for k, v in obj.items()))
+    return repr(obj)
 
 
 # ops that read tensor values on the host (a device sync, illegal while a CUDA graph is captured), give
@@ -335,13 +351,9 @@ _HOST_OPS = {"aten._local_scalar_dense", "aten.item", "aten.nonzero", "aten.nonz
              "aten.lift_fresh_copy", "aten._assert_async", "aten.equal", "aten.is_nonzero"}
 
 
-@pytest.mark.parametrize("method,fuse", [("glmc", False), ("glmc-no-consistency", False), ("cumulative-only", False),
-                                         ("ce", False), ("glmc", True)])
-def test_fast_step_is_capturable_no_host_reads_and_static_ops(method, fuse):
-    """What CUDA-graph capture needs, checked without a GPU: the step (gathers, augmentation, both
-    mixtures, both forward passes, losses, backward, SGD) never reads a value back to the host, and two
-    steps with different draws (λ, box, indices, crops) run the very same ops on the very same shapes."""
-    state = build_state(_tiny(method=method, fuse_views=fuse))
+def _traced_runner(method="glmc", fuse=False, **kw):
+    """A bound eager runner and two steps' draws (different λ, box, indices and crops)."""
+    state = build_state(_tiny(method=method, fuse_views=fuse, **kw))
     runner = FastRunner(state, capture=False)
     h, w = runner.images.shape[-2:]
     chunks = draw_plan(len(runner.labels), 16, runner.sample_probs, state.aug_gen, state.np_rng, h, w,
@@ -349,17 +361,62 @@ def test_fast_step_is_capturable_no_host_reads_and_static_ops(method, fuse):
     first, second = ({k: v[i] for k, v in chunks[0].items()} for i in (0, 1))
     assert float(first["lam"]) != float(second["lam"]) and not torch.equal(first["idx_u"], second["idx_u"])
     runner._bind_params(first)
-    runner.lr_t.fill_(0.05)
-    runner.alpha_t.fill_(0.6)
-    traces = []
-    for draws in (first, second):
-        with _OpTrace() as trace:
-            runner._step(draws)
-        traces.append(trace.ops)
-    names = {name for name, _ in traces[0]}
+    return runner, first, second
+
+
+def _trace_step(runner, draws, lr: float, alpha: float) -> list[tuple]:
+    """The ops of one step at this learning rate and α, the run's state left as it was."""
+    snap = runner._snapshot()
+    runner.lr_t.fill_(lr)  # what run_epoch does once per epoch: the graph reads these tensors
+    runner.alpha_t.fill_(alpha)
+    with _OpTrace() as trace:
+        runner._step(draws)
+    runner._restore(snap)
+    return trace.ops
+
+
+# two points of the schedules: lr and α differ (a value frozen at capture would be wrong at the other)
+_SETTINGS = ((0.05, 0.6), (0.0123, 0.25))
+
+
+@pytest.mark.parametrize("method,fuse,view_norm", [
+    ("glmc", False, "split"), ("glmc-no-consistency", False, "split"), ("cumulative-only", False, "split"),
+    ("ce", False, "split"), ("glmc", True, "split"), ("glmc", True, "grouped")])
+def test_fast_step_is_capturable_no_host_reads_and_static_ops(method, fuse, view_norm):
+    """What CUDA-graph capture needs, checked without a GPU: the step (gathers, augmentation, both
+    mixtures, both forward passes, losses, backward, SGD) never reads a value back to the host, and steps
+    with different draws (λ, box, indices, crops) and at different points of the schedules (lr, α) run the
+    very same ops on the very same shapes with the very same non-tensor arguments: nothing that changes
+    between steps or epochs is a Python number that a graph would freeze."""
+    runner, first, second = _traced_runner(method, fuse, view_norm=view_norm)
+    (lr, alpha), (lr2, alpha2) = _SETTINGS
+    base = _trace_step(runner, first, lr, alpha)
+    names = {op[0] for op in base}
     assert "aten.convolution_backward" in names and "aten._foreach_add_" in names  # backward and SGD were seen
     assert not names & _HOST_OPS, f"host reads inside the step: {sorted(names & _HOST_OPS)}"
-    assert traces[0] == traces[1]  # same ops, same shapes: one graph replays every step of this batch size
+    assert _trace_step(runner, second, lr, alpha) == base  # other draws: one graph replays every step
+    assert _trace_step(runner, first, lr2, alpha2) == base  # other lr and α: the same graph serves every epoch
+    assert not any(repr(v) in str(op[1:3]) for op in base for v in (lr, alpha, lr2, alpha2))
+
+
+def test_the_capturability_check_catches_a_python_float_frozen_into_the_step(monkeypatch):
+    """The check above would fail for a step that took lr or α as a Python float (as ``run_epoch``'s
+    arguments are): a captured graph would keep the first epoch's value for the whole run."""
+    import glmc_core.fast as fast_mod
+
+    runner, first, _ = _traced_runner()
+    now = {}
+    plain_sgd, plain_loss = fast_mod.sgd_update, fast_mod.fast_step_loss
+    for frozen in ("lr", "alpha"):
+        monkeypatch.setattr(fast_mod, "sgd_update", lambda p, g, b, lr, m, wd: plain_sgd(
+            p, g, b, now["lr"] if frozen == "lr" else lr, m, wd))
+        monkeypatch.setattr(fast_mod, "fast_step_loss", lambda net, x, y, d, alpha, setup: plain_loss(
+            net, x, y, d, now["alpha"] if frozen == "alpha" else alpha, setup))
+        traces = []
+        for lr, alpha in _SETTINGS:
+            now.update(lr=lr, alpha=alpha)
+            traces.append(_trace_step(runner, first, lr, alpha))
+        assert traces[0] != traces[1], frozen
 
 
 def test_a_failed_capture_falls_back_to_the_eager_step_and_says_so():
