@@ -14,6 +14,7 @@ from glmc_core import get_preset, mixing
 from glmc_core.data.samplers import ClassResampler
 from glmc_core.data.streams import LoaderStream
 from glmc_core.fast import (
+    TERMS,
     FastRunner,
     StepSetup,
     draw_plan,
@@ -68,17 +69,19 @@ def _plan(images, labels, batch=8, seed=5, padding=2, beta=0.5):
 @pytest.mark.parametrize("method,cutmix_label,reduction,fuse", [
     ("glmc", "area", "mean", False), ("glmc", "lambda", "sum", False), ("glmc-no-consistency", "area", "mean", False),
     ("glmc-no-cumulative", "area", "mean", False), ("cumulative-only", "area", "mean", False),
-    ("ce", "area", "mean", False), ("glmc", "area", "mean", True), ("glmc-no-consistency", "lambda", "sum", True)])
+    ("ce", "area", "mean", False), ("glmc", "area", "mean", True), ("glmc-no-consistency", "lambda", "sum", True),
+    ("glmc", "area", "mean", "grouped")])
 def test_fast_step_equals_reference_step(method, cutmix_label, reduction, fuse):
     images, labels = _toy()
     chunks = _plan(images, labels)
     step = next(i for i in range(chunks[0]["lam"].shape[0])
                 if 0 < mixing.Box(*chunks[0]["box"][i].tolist()).area < 16 * 16)  # a real pasted box
     d = {k: v[step] for k, v in chunks[0].items()}
-    setup = _setup(method, cutmix_label=cutmix_label, reduction=reduction, fuse_views=fuse)
+    setup = _setup(method, cutmix_label=cutmix_label, reduction=reduction, fuse_views=bool(fuse))
     torch.manual_seed(0)
     model = build_model("resnet8", 4, 16, METHOD_SPECS[method].inference_head)
     m_fast, m_ref = copy.deepcopy(model), copy.deepcopy(model)
+    m_fast.view_norm = "grouped" if fuse == "grouped" else "split"  # view_norm: how fused views split batch norm
     alpha = 0.7
 
     loss_f, terms_f = fast_step_loss(m_fast, images, labels, d, torch.tensor(alpha), setup)
@@ -408,10 +411,11 @@ def test_the_capturability_check_catches_a_python_float_frozen_into_the_step(mon
     now = {}
     plain_sgd, plain_loss = fast_mod.sgd_update, fast_mod.fast_step_loss
     for frozen in ("lr", "alpha"):
+        now["frozen"] = frozen
         monkeypatch.setattr(fast_mod, "sgd_update", lambda p, g, b, lr, m, wd: plain_sgd(
-            p, g, b, now["lr"] if frozen == "lr" else lr, m, wd))
+            p, g, b, now["lr"] if now["frozen"] == "lr" else lr, m, wd))
         monkeypatch.setattr(fast_mod, "fast_step_loss", lambda net, x, y, d, alpha, setup: plain_loss(
-            net, x, y, d, now["alpha"] if frozen == "alpha" else alpha, setup))
+            net, x, y, d, now["alpha"] if now["frozen"] == "alpha" else alpha, setup))
         traces = []
         for lr, alpha in _SETTINGS:
             now.update(lr=lr, alpha=alpha)
@@ -423,13 +427,16 @@ def test_a_failed_capture_falls_back_to_the_eager_step_and_says_so():
     """If a graph cannot be captured (here: no GPU at all), the run goes on eagerly, unchanged, with one note."""
     states = [build_state(_tiny()) for _ in range(2)]
     failing, eager = FastRunner(states[0], capture=False), FastRunner(states[1], capture=False)
-    failing.capture = True  # as on a GPU whose capture then breaks: torch.cuda.Stream() raises here
+    failing.capture = failing.capture_requested = True  # as on a GPU whose capture breaks: torch.cuda.Stream() raises
     notes = []
     failing.log = notes.append
     outs = [r.run_epoch(s, alpha=0.5, lr=0.05) for r, s in ((failing, states[0]), (eager, states[1]))]
     assert outs[0] == outs[1]
     assert failing.capture is False and failing.capture_error
     assert len(notes) == 1 and notes[0].startswith("note: CUDA graph capture failed (")
+    status = failing.capture_status()  # what reports (bench_speed, gpu_run) record: the fallback, never "captured"
+    assert status["capture_requested"] and not status["capture_held"] and status["capture_error"]
+    assert eager.capture_status()["capture_requested"] is False and "failed capture" in failing.describe()
     for a, b in zip(states[0].model.state_dict().values(), states[1].model.state_dict().values(), strict=True):
         assert torch.equal(a, b)  # the failed warm-up left nothing behind
 
@@ -444,3 +451,110 @@ def test_the_log_says_which_step_trains(tmp_path):
     lines.clear()
     fit(_tiny(epochs=1), save=False, log=lines.append, loader="dataloader")
     assert lines[0] == "training on cpu: the reference step, batches from a DataLoader (PIL transforms)"
+
+
+# ------------------------------------------------------------------ the fast path's switches, on the CPU
+def test_compile_that_fails_falls_back_cleanly_and_trains_the_same(monkeypatch):
+    """compile_step where torch.compile cannot run (no compiler, an unsupported op): one note, the plain
+    step, the same training as without the switch; also when compiling fails only inside a capture."""
+    class _Broken:  # what torch.compile returns when its backend fails: an error at the first call
+        def __init__(self, model):
+            self.model = model
+
+        def __call__(self, *a, **k):
+            raise RuntimeError("backend compiler failed\nmore lines")
+
+        def modules(self):
+            return self.model.modules()
+
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: _Broken(model))
+    states = [build_state(_tiny(compile_step=flag, fuse_views=True)) for flag in (True, False)]
+    runners = [FastRunner(s, capture=False) for s in states]
+    notes = []
+    runners[0].log = notes.append
+    outs = [r.run_epoch(s, alpha=0.5, lr=0.05) for r, s in zip(runners, states, strict=True)]
+    assert outs[0] == outs[1]
+    for a, b in zip(states[0].model.state_dict().values(), states[1].model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    status = runners[0].capture_status()
+    assert status["compile_requested"] and not status["compile_held"]
+    assert status["compile_error"] == "RuntimeError: backend compiler failed"
+    assert len(notes) == 1 and notes[0].startswith("note: torch.compile of the step failed (")
+    assert "not compiled after a failed compile" in runners[0].describe()
+
+    # a compile that works eagerly but breaks the capture: capture is retried without it, then falls back
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: model.__call__)  # a stand-in "compiled" network
+    state = build_state(_tiny(compile_step=True))
+    runner = FastRunner(state, capture=False)
+    runner.capture = runner.capture_requested = True  # as on a GPU; here torch.cuda.Stream() raises
+    notes.clear()
+    runner.log = notes.append
+    runner.run_epoch(state, alpha=0.5, lr=0.05)
+    assert notes[0].startswith("note: torch.compile of the step failed (inside the capture: ")
+    assert notes[1].startswith("note: CUDA graph capture failed (") and len(notes) == 2
+    assert runner._net is runner.model and not runner.capture_status()["capture_held"]
+
+
+@pytest.mark.slow
+def test_compiled_step_trains_like_the_plain_step():
+    """compile_step with the real torch.compile (on the CPU: Inductor's C++ backend; about a minute here):
+    the same losses and weights as the plain fast step, to float rounding, with fused views."""
+    cfg = _tiny(fuse_views=True)
+    states = [build_state(cfg.replace(compile_step=flag)) for flag in (True, False)]
+    runners = [FastRunner(s, capture=False) for s in states]
+    outs = [r.run_epoch(s, alpha=0.6, lr=0.05) for r, s in zip(runners, states, strict=True)]
+    if not runners[0].capture_status()["compile_held"]:
+        pytest.skip(f"torch.compile cannot run here: {runners[0].compile_error}")
+    for k in TERMS:
+        assert outs[0][k] == pytest.approx(outs[1][k], rel=1e-4, abs=1e-5), k
+    for a, b in zip(states[0].model.state_dict().values(), states[1].model.state_dict().values(), strict=True):
+        assert torch.allclose(a.float(), b.float(), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("eval_batch,eval_graph", [(1024, False), (7, False), (7, True), (50, True)])
+def test_fast_evaluation_batches_and_static_buffer_match_the_reference_evaluation(eval_batch, eval_graph):
+    """eval_batch and eval_graph (on the CPU: the same padded static-buffer code, run eagerly) give exactly
+    the predictions of train.evaluate."""
+    from glmc_core.train import evaluate
+
+    state = build_state(_tiny(eval_batch=eval_batch, eval_graph=eval_graph, test_per_class=11))
+    runner = FastRunner(state, capture=False)
+    runner.run_epoch(state, alpha=0.6, lr=0.05)
+    assert len(state.data.test) % 7  # a partial last batch
+    got = runner.evaluate(state.data.test, state)
+    want = evaluate(state.model, state.data.test, state.cfg, state.data, state.device)
+    assert got == want
+    assert runner.evaluate(state.data.test, state) == want  # the cached buffer, a second time
+    assert not runner.capture_status()["eval_graph_held"]  # nothing is captured on the CPU
+
+
+def test_checkpoints_are_sparse_by_default_on_the_fast_path(tmp_path, monkeypatch):
+    """checkpoint_every=None: every epoch on the reference path, every FAST_CHECKPOINT_EVERY-th and the last on
+    the fast path; an explicit value is kept on both."""
+    import glmc_core.train as train_mod
+    from glmc_core.config import Config
+
+    saved = []
+    plain = train_mod.save_checkpoint
+    monkeypatch.setattr(train_mod, "save_checkpoint", lambda ck, path: saved.append(
+        (path.name, ck["epoch"])) or plain(ck, path))
+    monkeypatch.setattr(train_mod, "FAST_CHECKPOINT_EVERY", 2)
+    cfg = _tiny(epochs=5, out=str(tmp_path))
+    assert cfg.checkpoint_every is None and Config.from_dict(cfg.to_dict()).checkpoint_every is None
+    fit(cfg.replace(run_name="fast"), fast=True, log=lambda m: None)
+    assert [e for n, e in saved if n == "checkpoint.pt"] == [0, 2, 4, 5]  # epoch 0, every 2nd, the last
+    saved.clear()
+    fit(cfg.replace(run_name="ref"), fast=False, log=lambda m: None)
+    assert [e for n, e in saved if n == "checkpoint.pt"] == [0, 1, 2, 3, 4, 5]
+    assert train_mod.checkpoint_interval(cfg.replace(checkpoint_every=3), fast=True) == 3
+    assert train_mod.checkpoint_interval(cfg, fast=True) == 2 and train_mod.checkpoint_interval(cfg, fast=False) == 1
+
+
+@pytest.mark.parametrize("field,value,message", [("view_norm", "stacked", "view_norm must be"),
+                                                 ("eval_batch", 0, "eval_batch must be"),
+                                                 ("checkpoint_every", 0, "checkpoint_every must be at least 1")])
+def test_fast_path_switches_are_validated(field, value, message):
+    from glmc_core.errors import GLMCError
+
+    with pytest.raises(GLMCError, match=message):
+        _tiny(**{field: value})
