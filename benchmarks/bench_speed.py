@@ -5,9 +5,12 @@
 trains CIFAR-10-LT IF100 with the wide ResNet-32 and the paper's recipe for a few epochs,
 first with the reference path (eager PyTorch, a DataLoader with PIL transforms, like the
 authors' code), then with the fast path (device-resident data, the whole step captured in a
-CUDA graph), and prints seconds per epoch (training, and with evaluation), their ratio,
-training images per second and peak GPU memory. The numbers go, with the device's name, to
-``benchmarks/results/speed-<device>-<time>.json``.
+CUDA graph), and prints ms per step, seconds per epoch (training, and with evaluation), their ratio,
+training images per second and peak GPU memory. ``--paths`` adds the fast path's variants (``VARIANTS``:
+fused views, grouped batch norm, captured evaluation, torch.compile inside the capture). Each result says
+whether its CUDA-graph capture held: a fast path that fell back to the eager step is never reported as the
+captured one. The numbers go, with the device's name and torch version, to
+``benchmarks/results/speed-<device>-<time>.json``, rewritten after every path.
 
 Both paths train the same model with the same recipe and seed, but the fast path draws its
 random numbers in another order, so their accuracies after a few epochs are close, not equal.
