@@ -96,8 +96,14 @@ def main(argv=None) -> int:
     out = result_path(args.out, f"run-{args.tag}", meta["device"])
     t0 = time.perf_counter()
     state, status, run_dir = None, "finished", None
+    lines: list[str] = []
+
+    def log(msg: str) -> None:
+        lines.append(msg)
+        print(msg, flush=True)
+
     try:
-        state = fit(cfg, log=lambda m: print(m, flush=True))
+        state = fit(cfg, log=log)
         history, run_dir = state.history, state.run_dir
     except KeyboardInterrupt as exc:
         status, run_dir = "interrupted", getattr(exc, "run_dir", None)
@@ -112,6 +118,11 @@ def main(argv=None) -> int:
         result["step"] = fast.describe() if fast else "the reference step"
         result["checkpoint_every"] = checkpoint_interval(state.cfg, bool(fast))
         result["train_images"] = len(state.data.train)
+    else:  # interrupted: fit's log says how it trained (its first line) and whether a capture failed (a note)
+        path_line = next((m for m in lines if m.startswith("training on ")), "")
+        requested = "CUDA graph" in path_line
+        result.update({"step": path_line, "capture_requested": requested, "capture_from": "the log",
+                       "capture_held": requested and not any("capture failed" in m for m in lines)})
     if history:
         steady = history[1:] or history
         train_s = sum(r["train_seconds"] for r in steady) / len(steady)
