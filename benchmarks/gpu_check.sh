@@ -160,7 +160,8 @@ if [[ "$STEPS" == *" b "* ]]; then
   step "b: speed benchmark" "$want" "$PY" benchmarks/bench_speed.py --data-root "$DATA" "${BENCH[@]}" --out "$RESULTS"
   SPEED=$(latest 'speed-*.json')
 fi
-FLAGS="${GLMC_FLAGS:-$(json "$SPEED" "' '.join(d['meta'].get('fastest_flags', []))")}"
+FLAGS="${GLMC_FLAGS:-}"
+[ -n "$FLAGS" ] || FLAGS=$(json "$SPEED" "' '.join(d['meta'].get('fastest_flags', []))")
 HELD=$(json "$SPEED" "int(bool(d['meta'].get('fastest_capture_held')))")
 log "flags for the training runs: ${FLAGS:-(the defaults)}; capture held in b: ${HELD:-not measured}"
 # shellcheck disable=SC2206  # FLAGS holds several words
