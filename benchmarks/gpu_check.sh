@@ -170,16 +170,20 @@ RUN=("$PY" benchmarks/gpu_run.py --data-root "$DATA" --runs "$WORK/runs" --out "
 [ -n "$SPEED" ] && RUN+=(--speed-json "$SPEED")
 
 # --- c: 30 epochs, q: the same with --authors-quirks, d: 200 epochs --------------------------------------------
-SPE=""
+SPE="" FIXED=""  # seconds per epoch, and a run's fixed cost (start-up, data, capture, compile), measured by c
 if [[ "$STEPS" == *" c "* ]]; then
   step "c: $SHORT epochs, our defaults" 150 "${RUN[@]}" --epochs "$SHORT" --tag "e$SHORT"
-  SPE=$(json "$(latest "run-e$SHORT-*.json")" "d.get('seconds_per_epoch')")
+  C_JSON=$(latest "run-e$SHORT-*.json")
+  SPE=$(json "$C_JSON" "d.get('seconds_per_epoch') if d.get('status') == 'finished' else None")
+  [ -n "$SPE" ] && FIXED=$(json "$C_JSON" "max(0, int(d['wall_seconds'] - d['seconds_in_epochs'] + d['first_epoch_seconds']))")
 fi
 [ -n "$SPE" ] || SPE=$(json "$SPEED" "d['results'][d['meta']['fastest']]['seconds_per_epoch']")
 [ -n "$SPE" ] || SPE=1.5  # the prototype's pace (REFERENCE.md §5) when nothing was measured
-need() { "$PY" -c "import sys; print(int(float(sys.argv[1]) * int(sys.argv[2]) + 40))" "$SPE" "$1"; }
+[ -n "$FIXED" ] || FIXED=40
+need() { awk -v s="$SPE" -v e="$1" -v f="$FIXED" 'BEGIN { printf "%d", s * e + f + 15 }'; }
 NEED_D=$(need "$LONG")
 NEED_Q=$(need "$SHORT")
+log "estimates: ${SPE}s per epoch, ${FIXED}s per run besides: d needs ${NEED_D}s, q ${NEED_Q}s"
 quirks() {  # only when the whole run fits: a cut 30-epoch run would spend GPU time for no top-1
   if [ $(( $(left) - 25 )) -lt "$NEED_Q" ]; then
     skip "q: $SHORT epochs, --authors-quirks" "it needs about ${NEED_Q}s, $(left)s are left; run it alone: \

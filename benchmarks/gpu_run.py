@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -148,6 +149,13 @@ def main(argv=None) -> int:
         args.outputs.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(args.outputs, **test_outputs(state))
         result["outputs"] = str(args.outputs.name)
+    if run_dir:  # the run's config, metrics and summary beside the result (never the checkpoints)
+        keep = args.out / Path(run_dir).name
+        keep.mkdir(parents=True, exist_ok=True)
+        for name in ("config.json", "metrics.jsonl", "summary.json"):
+            if (Path(run_dir) / name).is_file():
+                shutil.copy2(Path(run_dir) / name, keep / name)
+        result["run_files"] = keep.name
     write_json(out, result)
     print(json.dumps({k: result.get(k) for k in ("status", "capture_held", "ms_per_step", "seconds_per_epoch",
                                                  "wall_seconds", "top1", "many", "medium", "few")}))
