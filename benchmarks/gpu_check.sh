@@ -97,12 +97,12 @@ step() {  # step NAME WANT COMMAND...: at most WANT seconds and never past the b
   local name="$1" want="$2"
   shift 2
   local limit
-  limit=$(( $(left) - 25 ))  # room for the SIGINT grace, the kill and the packing
+  limit=$(( $(left) - 25 ))  # room for the SIGINT grace (15 s, then a kill) and the packing
   [ "$limit" -gt "$want" ] && limit="$want"
   if [ "$limit" -lt 15 ]; then skip "$name" "only $(left)s of the budget left"; return 99; fi
   log "=== $name (limit ${limit}s, $(left)s of the budget left) $(date -u +%H:%M:%S)"
   local t0=$SECONDS rc
-  timeout --signal=INT --kill-after=10 "$limit" "$@" 2>&1 | tee -a "$LOG"
+  timeout --signal=INT --kill-after=15 "$limit" "$@" 2>&1 | tee -a "$LOG"
   rc=${PIPESTATUS[0]}
   log "=== $name: exit $rc after $((SECONDS - t0))s"
   printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - t0))" "$limit" "" >> "$STATUS"
@@ -184,18 +184,22 @@ need() { awk -v s="$SPE" -v e="$1" -v f="$FIXED" 'BEGIN { printf "%d", s * e + f
 NEED_D=$(need "$LONG")
 NEED_Q=$(need "$SHORT")
 log "estimates: ${SPE}s per epoch, ${FIXED}s per run besides: d needs ${NEED_D}s, q ${NEED_Q}s"
-quirks() {  # only when the whole run fits: a cut 30-epoch run would spend GPU time for no top-1
-  if [ $(( $(left) - 25 )) -lt "$NEED_Q" ]; then
+quirks() {  # quirks MAX: only when the whole run fits (a cut 30-epoch run spends GPU time for no top-1);
+  # its limit is up to twice the estimate, at most MAX (what d must keep)
+  local max="$1" limit=$((2 * NEED_Q))
+  [ "$limit" -gt "$max" ] && limit="$max"
+  if [ "$limit" -lt "$NEED_Q" ]; then
     skip "q: $SHORT epochs, --authors-quirks" "it needs about ${NEED_Q}s, $(left)s are left; run it alone: \
 GLMC_STEPS=q GLMC_FLAGS='$FLAGS' bash benchmarks/gpu_check.sh"
     return 0
   fi
-  step "q: $SHORT epochs, --authors-quirks" "$NEED_Q" "${RUN[@]}" --epochs "$SHORT" --tag "e$SHORT-quirks" \
+  step "q: $SHORT epochs, --authors-quirks" "$limit" "${RUN[@]}" --epochs "$SHORT" --tag "e$SHORT-quirks" \
        --authors-quirks
 }
 QDONE=0
 if [[ "$STEPS" == *" q "* ]] && { [[ "$STEPS" != *" d "* ]] || [ $(( $(left) - 25 - NEED_D )) -ge "$NEED_Q" ]; }; then
-  quirks; QDONE=1
+  if [[ "$STEPS" == *" d "* ]]; then quirks $(( $(left) - 25 - NEED_D )); else quirks $(( $(left) - 25 )); fi
+  QDONE=1
 fi
 if [[ "$STEPS" == *" d "* ]]; then
   if [ "$HAS_CUDA" = 1 ] && [ "${HELD:-1}" = 0 ]; then
@@ -209,7 +213,7 @@ GLMC_STEPS=d GLMC_FLAGS='$FLAGS' bash benchmarks/gpu_check.sh"
   fi
 fi
 if [[ "$STEPS" == *" q "* ]] && [ "$QDONE" = 0 ]; then
-  quirks
+  quirks $(( $(left) - 25 ))
 fi
 log "gpu_check: done after $((SECONDS - START))s of ${BUDGET}s; results in ${OUT_DIR:-$RESULTS}"
 pack
