@@ -94,8 +94,18 @@ class Config:
     num_workers: int = 0  # DataLoader workers (file-based datasets only)
     deterministic: bool = False  # bit-for-bit repeatable CPU runs (torch.use_deterministic_algorithms)
     fast: bool = True  # on a GPU, use the fast path when available
-    checkpoint_every: int = 1  # epochs between checkpoints (the last epoch is always saved)
-    fuse_views: bool = False  # fast path: both mixtures through the network as one batch (batch norm per mixture)
+    # epochs between checkpoints; the last epoch is always saved. None: per path, every epoch on the reference
+    # path and every train.FAST_CHECKPOINT_EVERY (25) epochs on the fast path, where a 60 MB write with fsync
+    # (0.1-0.3 s) is a sizeable share of a ~1.5 s epoch; a stop or crash then loses at most those epochs
+    checkpoint_every: int | None = None
+    # --- fast path switches (glmc_core/fast.py; none changes the method; benchmarks/README.md has their expected
+    # gains, to be measured on a GPU by benchmarks/gpu_check.sh) -----------------------------------------------
+    fuse_views: bool = False  # both mixtures through the network as one batch of 2B (batch norm per mixture)
+    view_norm: str = "split"  # with fuse_views, per-mixture batch norm as: "split" (one batch-norm call per
+    # mixture, then a cat) | "grouped" (one statistics pass over both mixtures at once, no cat: fewer kernels)
+    compile_step: bool = False  # torch.compile the network inside the captured step (falls back cleanly without it)
+    eval_batch: int = 1024  # evaluation batch of the fast path (the test set is kept on the device as uint8)
+    eval_graph: bool = False  # capture the fast path's evaluation forward in a CUDA graph too (one replay per batch)
     progress: bool = True  # show progress bars
 
     # ---------------------------------------------------------------------------------------
@@ -184,8 +194,12 @@ class Config:
             bad("gamma must be non-negative and alpha_constant in [0, 1]")
         if not 0 <= self.label_k <= 10 or not 0 <= self.resample_q <= 10:
             bad(f"label_k and resample_q must be in [0, 10], got {self.label_k} and {self.resample_q}")
-        if self.checkpoint_every < 1:
+        if self.checkpoint_every is not None and self.checkpoint_every < 1:
             bad(f"checkpoint_every must be at least 1 (epochs), got {self.checkpoint_every}")
+        if self.view_norm not in ("split", "grouped"):
+            bad(f"view_norm must be 'split' or 'grouped', got {self.view_norm!r}")
+        if self.eval_batch < 1:
+            bad(f"eval_batch must be at least 1, got {self.eval_batch}")
         if self.num_workers < 0 or self.proj_dim < 1:
             bad("num_workers must be non-negative and proj_dim positive")
         if not 0.0 <= self.cb_beta < 1.0 or not 0.0 <= self.drw_start <= 1.0:
@@ -204,11 +218,11 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
     """Convert JSON/CLI values to the field's type; refuse what doesn't fit."""
     if value is None:
         if default is None or key in ("data_root", "train_list", "test_list", "n_max", "test_per_class",
-                                      "run_name", "preset"):
+                                      "run_name", "preset", "checkpoint_every"):
             return None
         raise GLMCError(f"configuration field {key!r} cannot be empty")
     target = type(default) if default is not None else None
-    if key in ("n_max", "test_per_class"):
+    if key in ("n_max", "test_per_class", "checkpoint_every"):
         target = int
     elif key in ("data_root", "train_list", "test_list", "run_name", "preset"):
         target = str

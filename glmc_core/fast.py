@@ -231,6 +231,21 @@ def maybe_fast_runner(state, force: bool | None = None):
     return FastRunner(state)
 
 
+def _first_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+
+
+def _compile(model):
+    """``torch.compile(model)`` (default mode: our own CUDA graph captures the compiled kernels), or the model
+    itself where torch has no compile; errors of a compile that cannot run show at its first call."""
+    if not hasattr(torch, "compile"):
+        return model
+    try:
+        return torch.compile(model)
+    except Exception:  # noqa: BLE001 - e.g. an unsupported Python version: the caller sees _net is model
+        return model
+
+
 class _CaptureFailed(RuntimeError):
     """Capturing the step in a CUDA graph failed (the run goes on with the eager fast step)."""
 
@@ -275,7 +290,20 @@ class FastRunner:
         self.params: list[torch.Tensor] | None = None  # the parameters the method trains (set on first step)
         self.bufs: list[torch.Tensor] = []
         self.capture_error: str | None = None  # why capture failed, if it did (the step then runs eagerly)
+        self.capture_requested = self.capture  # kept when a failed capture turns ``capture`` off: reports say so
         self.log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True)
+        # --- switches (Config fields; benchmarks/README.md says what each is expected to gain) ---
+        self.model.view_norm = cfg.view_norm  # how per_view_batch_norm splits batch norm over fused views
+        self.compile_requested, self.compile_error = cfg.compile_step, None
+        self._net = self.model  # what the step calls: the model, or torch.compile(model) (cfg.compile_step)
+        if cfg.compile_step:
+            self._net = _compile(self.model)
+            if self._net is self.model:
+                self.compile_error = "torch.compile is not available here"
+        self.eval_batch = cfg.eval_batch
+        self.eval_graph = cfg.eval_graph  # captured only on a GPU that captures the step; else the same code eagerly
+        self.eval_capture_error: str | None = None
+        self._eval_graphs: dict[int, tuple] = {}
 
     def describe(self) -> str:
         """One line for the log: how this runner trains."""
@@ -288,11 +316,37 @@ class FastRunner:
             extras.append("channels_last")
         if self.setup.fuse_views:
             extras.append("both mixtures in one forward pass")
+            if self.model.view_norm == "grouped":
+                extras.append("grouped per-mixture batch norm")
+        if self.compile_requested:
+            extras.append("compiled" if self.compile_error is None else "not compiled after a failed compile")
+        if self.eval_graph and self.capture_requested:
+            extras.append("evaluation in a CUDA graph")
         return f"the fast path ({', '.join(extras)})"
+
+    def capture_status(self) -> dict:
+        """What held of what was asked: CUDA-graph capture, compile, the evaluation graph (for reports).
+
+        ``capture_held`` is True only when the step really replays graphs: a run that fell back to the
+        eager step after a failed capture must never be reported as the captured fast path.
+        """
+        return {
+            "capture_requested": self.capture_requested,
+            "capture_held": bool(self.capture_requested and self.capture and self.capture_error is None
+                                 and self._graphs),
+            "capture_error": self.capture_error,
+            "graph_batch_sizes": sorted(self._graphs),
+            "compile_requested": self.compile_requested,
+            "compile_held": bool(self.compile_requested and self.compile_error is None and self._net is not self.model),
+            "compile_error": self.compile_error,
+            "eval_graph_requested": bool(self.eval_graph and self.capture_requested),
+            "eval_graph_held": any(g is not None for g, _, _ in self._eval_graphs.values()),
+            "eval_capture_error": self.eval_capture_error,
+        }
 
     # ----------------------------------------------------------------- the step
     def _loss(self, draws):
-        loss, terms = fast_step_loss(self.model, self.images, self.labels, draws, self.alpha_t, self.setup)
+        loss, terms = fast_step_loss(self._net, self.images, self.labels, draws, self.alpha_t, self.setup)
         return loss, torch.stack([terms[k].float() for k in TERMS])
 
     def _step(self, draws) -> None:
@@ -314,8 +368,29 @@ class FastRunner:
             for t, saved in snapshot:
                 t.copy_(saved)
 
+    def _try_compiled(self, draws) -> None:
+        """Run the compiled network once, forward and backward (that is when torch compiles); on any failure
+        go on with the plain network, saying why once. The run's state is left as it was."""
+        if self._net is self.model:
+            return
+        snap = self._snapshot()
+        try:
+            loss, _ = self._loss(draws)
+            torch.autograd.grad(loss, [p for p in self.model.parameters() if p.requires_grad], allow_unused=True)
+        except Exception as exc:  # noqa: BLE001 - no compiler, an unsupported op, a backend error: all fall back
+            self._drop_compile(exc)
+        finally:
+            self._restore(snap)
+
+    def _drop_compile(self, exc) -> None:
+        self._net = self.model
+        self.compile_error = exc if isinstance(exc, str) else _first_line(exc)
+        self.log(f"note: torch.compile of the step failed ({self.compile_error}); the step runs without it "
+                 f"(same maths)")
+
     def _bind_params(self, draws) -> None:
         """Which parameters get a gradient (torch's SGD skips the others entirely), and their buffers."""
+        self._try_compiled(draws)
         snap = self._snapshot()
         loss, _ = self._loss(draws)
         all_params = [p for p in self.model.parameters() if p.requires_grad]
@@ -351,8 +426,7 @@ class FastRunner:
                     self._step(static)
             except Exception as exc:  # e.g. an op that cannot be captured on this torch/driver
                 self._restore(snap)
-                first_line = (str(exc).strip().splitlines() or [""])[0]
-                raise _CaptureFailed(f"{type(exc).__name__}: {first_line}") from exc
+                raise _CaptureFailed(_first_line(exc)) from exc
             self._pool = graph.pool()
             self._restore(snap)
             self._graphs[b] = (graph, static)
@@ -362,7 +436,15 @@ class FastRunner:
         """Replay the captured step; if capture fails, say so once and run the same step eagerly from then on."""
         if self.capture:
             try:
-                graph, static = self._captured(draws)
+                try:
+                    graph, static = self._captured(draws)
+                except _CaptureFailed as exc:
+                    if self._net is self.model:
+                        raise
+                    self._drop_compile(f"inside the capture: {exc}")  # then capture the plain step
+                    self._graphs.clear()
+                    self._pool = None
+                    graph, static = self._captured(draws)
             except _CaptureFailed as exc:
                 self.capture, self.capture_error = False, str(exc)
                 self._graphs.clear()
@@ -420,13 +502,60 @@ class FastRunner:
             self._eval_cache[key] = (split, imgs)
         _, imgs = self._eval_cache[key]
         self.model.eval()
-        preds = []
-        for i in range(0, len(imgs), 1024):
-            x = normalize(imgs[i : i + 1024], self.setup.mean, self.setup.std)
-            if self.setup.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(self.setup):
-                preds.append(self.model.predict(x).argmax(1))
-        p = torch.cat(preds).cpu().numpy()
+        p = self._predict_uint8(imgs).cpu().numpy()
         return summarize(split.labels, p, state.data.num_classes, state.data.groups)
+
+    def _eval_forward(self, x_uint8: torch.Tensor) -> torch.Tensor:
+        """Predicted classes of a uint8 batch: normalise, the inference head, argmax."""
+        x = normalize(x_uint8, self.setup.mean, self.setup.std)
+        if self.setup.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _autocast(self.setup):
+            return self.model.predict(x).argmax(1)
+
+    def _predict_uint8(self, imgs: torch.Tensor) -> torch.Tensor:
+        """Predictions for the device-resident uint8 images, ``eval_batch`` at a time.
+
+        With ``eval_graph`` every batch goes through one static buffer of ``eval_batch`` images (the last
+        batch padded with the previous images: evaluation works image by image, so padding changes nothing);
+        on a capturing GPU that buffer's forward pass is a CUDA graph, replayed once per batch.
+        """
+        bs = min(self.eval_batch, len(imgs))
+        if not self.eval_graph:
+            return torch.cat([self._eval_forward(imgs[i : i + bs]) for i in range(0, len(imgs), bs)])
+        graph, x_in, y_out = self._eval_static(imgs, bs)
+        preds = []
+        for i in range(0, len(imgs), bs):
+            n = min(bs, len(imgs) - i)
+            x_in[:n].copy_(imgs[i : i + n])
+            if graph is not None:
+                graph.replay()
+                preds.append(y_out[:n].clone())
+            else:
+                preds.append(self._eval_forward(x_in)[:n])
+        return torch.cat(preds)
+
+    def _eval_static(self, imgs: torch.Tensor, bs: int):
+        """``(graph or None, static input, static output)`` for evaluation batches of ``bs`` (made on first use)."""
+        if bs in self._eval_graphs:
+            return self._eval_graphs[bs]
+        x_in = imgs[:bs].clone()
+        graph, y_out = None, None
+        if self.capture_requested and self.eval_capture_error is None:
+            try:
+                side = torch.cuda.Stream()
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    for _ in range(2):
+                        self._eval_forward(x_in)
+                torch.cuda.current_stream().wait_stream(side)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    y_out = self._eval_forward(x_in)
+            except Exception as exc:  # noqa: BLE001 - evaluation then runs eagerly through the same buffer
+                graph, y_out = None, None
+                self.eval_capture_error = _first_line(exc)
+                self.log(f"note: capturing the evaluation failed ({self.eval_capture_error}); it runs eagerly")
+        self._eval_graphs[bs] = (graph, x_in, y_out)
+        return graph, x_in, y_out
 

@@ -166,7 +166,7 @@ def count_parameters(model: nn.Module) -> int:
 
 
 @contextlib.contextmanager
-def per_view_batch_norm(model: nn.Module, views: int) -> Iterator[nn.Module]:
+def per_view_batch_norm(model: nn.Module, views: int, mode: str | None = None) -> Iterator[nn.Module]:
     """Inside this block, a batch made of ``views`` equal parts goes through ``model`` as if each part
     went through on its own, one after the other.
 
@@ -175,25 +175,60 @@ def per_view_batch_norm(model: nn.Module, views: int) -> Iterator[nn.Module]:
     image by image. So ``model(torch.cat([a, b]))`` equals ``model(a)`` then ``model(b)`` (outputs,
     gradients and buffers), with bigger convolutions: the fast path uses it for the global and the local
     mixture (``fuse_views``). In evaluation mode batch norm uses its running statistics and nothing changes.
+
+    ``mode`` (default: ``model.view_norm``, else ``"split"``): ``"split"`` calls batch norm once per part and
+    concatenates; ``"grouped"`` computes every part's statistics in one pass over a ``(views, B, ...)`` view
+    and normalises all parts in one affine op, with no concatenation, and updates the running statistics in
+    closed form (the same values as ``views`` updates in order). Fewer, larger kernels; same maths up to
+    float rounding (statistics in float32 whatever the input's dtype, as cuDNN's batch norm keeps them).
     """
+    mode = mode or getattr(model, "view_norm", "split")
+    if mode not in ("split", "grouped"):
+        raise ValueError(f"view_norm must be 'split' or 'grouped', got {mode!r}")
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-    def split_forward(bn: nn.modules.batchnorm._BatchNorm):
-        plain = type(bn).forward
-
-        def forward(x: torch.Tensor) -> torch.Tensor:
-            if not bn.training or views == 1:
-                return plain(bn, x)
-            if x.shape[0] % views:
-                raise ValueError(f"a batch of {x.shape[0]} does not split into {views} equal views")
-            return torch.cat([plain(bn, part) for part in x.chunk(views)])
-
-        return forward
-
     for bn in norms:
-        bn.forward = split_forward(bn)
+        # one function object per layer, views and mode, reused on every entry: torch.compile guards on it
+        cache = bn.__dict__.setdefault("_view_forwards", {})
+        if (views, mode) not in cache:
+            cache[(views, mode)] = _split_forward(bn, views, mode)
+        bn.forward = cache[(views, mode)]
     try:
         yield model
     finally:
         for bn in norms:
             del bn.forward  # back to the class's forward
+
+
+def _split_forward(bn: nn.modules.batchnorm._BatchNorm, views: int, mode: str):
+    plain = type(bn).forward
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        if not bn.training or views == 1:
+            return plain(bn, x)
+        if x.shape[0] % views:
+            raise ValueError(f"a batch of {x.shape[0]} does not split into {views} equal views")
+        if mode == "grouped" and bn.momentum is not None and bn.affine and bn.track_running_stats:
+            return _grouped_batch_norm(bn, x, views)
+        return torch.cat([plain(bn, part) for part in x.chunk(views)])
+
+    return forward
+
+
+def _grouped_batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor, views: int) -> torch.Tensor:
+    """Training-mode batch norm of each of ``views`` equal parts of ``x`` with its own statistics, at once."""
+    n, c = x.shape[0] // views, x.shape[1]
+    xv = x.view(views, n, *x.shape[1:])
+    xf = xv if xv.dtype == torch.float32 else xv.float()
+    dims = (1, *range(3, xv.dim()))  # every dimension but the view and the channel
+    var, mean = torch.var_mean(xf, dim=dims, keepdim=True, correction=0)
+    shape = (1, 1, c) + (1,) * (xv.dim() - 3)
+    scale = torch.rsqrt(var + bn.eps) * bn.weight.view(shape)
+    y = (xf * scale + (bn.bias.view(shape) - mean * scale)).to(x.dtype)
+    with torch.no_grad():  # views sequential updates r <- (1-m) r + m s_v, in closed form
+        m, count = bn.momentum, xv.numel() // (views * c)
+        coef = m * (1 - m) ** torch.arange(views - 1, -1, -1, device=x.device, dtype=torch.float32)
+        unbiased = var.view(views, c) * (count / max(count - 1, 1))
+        bn.running_mean.mul_((1 - m) ** views).add_((coef[:, None] * mean.view(views, c)).sum(0))
+        bn.running_var.mul_((1 - m) ** views).add_((coef[:, None] * unbiased).sum(0))
+        bn.num_batches_tracked.add_(views)
+    return y.reshape(x.shape)  # a view: y keeps x's memory layout (channels_last stays channels_last)

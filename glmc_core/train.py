@@ -2,7 +2,8 @@
 
 A run folder holds ``config.json`` (the resolved config), ``metrics.jsonl`` (one JSON
 line per epoch: epoch, top-1, many/medium/few, every loss term, α, lr, seconds),
-``checkpoint.pt`` (everything needed to resume, written atomically each epoch),
+``checkpoint.pt`` (everything needed to resume, written atomically each epoch, or every
+``checkpoint_every`` epochs: by default every 25th on the fast path, see :func:`checkpoint_interval`),
 ``best.pt`` (the best model so far) and, at the end, ``summary.json``.
 """
 
@@ -40,7 +41,8 @@ from .methods import METHOD_SPECS, StepContext, build_method_model, method_extra
 from .metrics import summarize
 
 __all__ = ["resolve_device", "lr_at", "TrainState", "build_state", "train_one_epoch", "evaluate", "fit",
-           "NonFiniteLoss", "Callback", "set_deterministic", "RESUME_OVERRIDES"]
+           "NonFiniteLoss", "Callback", "set_deterministic", "RESUME_OVERRIDES", "FAST_CHECKPOINT_EVERY",
+           "checkpoint_interval"]
 
 Callback = Callable[[str, dict], None]  # callback(event, payload); events: "step", "epoch_end", "stopped", "end"
 
@@ -51,7 +53,17 @@ class NonFiniteLoss(GLMCError):
 
 # Config fields that may change when a run is resumed: where it runs and where its data are now.
 # Anything else would make the continued run differ from the one that was started.
-RESUME_OVERRIDES = ("device", "data_root", "progress", "num_workers", "fuse_views", "checkpoint_every")
+RESUME_OVERRIDES = ("device", "data_root", "progress", "num_workers", "fuse_views", "checkpoint_every", "view_norm",
+                    "compile_step", "eval_batch", "eval_graph")
+FAST_CHECKPOINT_EVERY = 25  # checkpoint_every=None on the fast path: every 25th epoch (and the last)
+
+
+def checkpoint_interval(cfg: Config, fast: bool) -> int:
+    """Epochs between checkpoints: ``cfg.checkpoint_every``, or per path when it is None (every epoch on the
+    reference path, every :data:`FAST_CHECKPOINT_EVERY` on the fast path). The last epoch is always saved."""
+    if cfg.checkpoint_every is not None:
+        return cfg.checkpoint_every
+    return FAST_CHECKPOINT_EVERY if fast else 1
 
 
 def set_deterministic(flag: bool) -> None:
@@ -115,7 +127,7 @@ class TrainState:
     loader: str = "tensor"  # the stream kind actually used ("tensor" or "dataloader"); kept for resuming
     run_dir: Path | None = None
     epoch: int = 0  # completed epochs
-    saved_epoch: int = 0  # the epoch that checkpoint.pt holds (behind ``epoch`` when cfg.checkpoint_every > 1)
+    saved_epoch: int = 0  # the epoch that checkpoint.pt holds (behind ``epoch`` between sparse checkpoints)
     history: list[dict] = field(default_factory=list)
     best: dict | None = None
     fast: object = None  # glmc_core.fast.FastRunner, False for the reference step, None: not chosen yet
@@ -442,7 +454,7 @@ def _train_epochs(state: TrainState, callbacks: list, stop, save: bool, log: Cal
         if improved:
             state.best = {k: record[k] for k in ("epoch", "top1", "many", "medium", "few", select)}
         if save:
-            due = state.epoch % cfg.checkpoint_every == 0 or state.epoch == cfg.epochs
+            due = state.epoch % checkpoint_interval(cfg, bool(state.fast)) == 0 or state.epoch == cfg.epochs
             if improved:  # between checkpoints the best weights wait in memory (a copy on the device)
                 pending_best = _best_dict(state, copy=not due)
             if due:

@@ -90,14 +90,21 @@ def test_gradients_reach_encoder():
     assert float(model.encoder.conv1.weight.grad.abs().sum()) > 0
 
 
-@pytest.mark.parametrize("name", ["resnet8", "resnet50"])
-def test_per_view_batch_norm_equals_one_forward_per_view(name):
-    """model(cat([a, b])) under per_view_batch_norm = model(a) then model(b): outputs, gradients, buffers."""
+@pytest.mark.parametrize("name,mode,channels_last", [("resnet8", "split", False), ("resnet50", "split", False),
+                                                       ("resnet8", "grouped", False), ("resnet8", "grouped", True)])
+def test_per_view_batch_norm_equals_one_forward_per_view(name, mode, channels_last):
+    """model(cat([a, b])) under per_view_batch_norm = model(a) then model(b): outputs, gradients, buffers;
+    with either way of splitting batch norm (``view_norm``), in either memory layout."""
     size = 16 if name == "resnet8" else 32
     torch.manual_seed(0)
     net = build_model(name, 5)
     fused, apart = copy.deepcopy(net), copy.deepcopy(net)
+    fused.view_norm = mode
     a, b = torch.randn(6, 3, size, size), torch.randn(6, 3, size, size) * 2 + 1  # different statistics
+    if channels_last:
+        for m in (fused, apart):
+            m.to(memory_format=torch.channels_last)
+        a, b = (x.contiguous(memory_format=torch.channels_last) for x in (a, b))
     with per_view_batch_norm(fused, 2):
         out = fused(torch.cat([a, b]))
     out_a, out_b = apart(a), apart(b)
@@ -121,3 +128,26 @@ def test_per_view_batch_norm_equals_one_forward_per_view(name):
         with pytest.raises(ValueError, match="equal views"):
             fused.train()(torch.randn(5, 3, size, size))
     assert all("forward" not in vars(m) for m in fused.modules())
+    if channels_last:  # the grouped batch norm keeps the layout the next convolution wants
+        with per_view_batch_norm(fused.train(), 2):
+            y = fused.encoder.bn1(torch.randn(4, 16, 5, 5).contiguous(memory_format=torch.channels_last))
+        assert y.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_grouped_batch_norm_keeps_float32_statistics_for_bf16_inputs():
+    """Under bf16 autocast the grouped batch norm computes its statistics in float32 (as cuDNN does), so its
+    output stays as close to the split one as bf16 allows and its running statistics are float32-exact."""
+    torch.manual_seed(0)
+    bn_split, bn_grouped = torch.nn.BatchNorm2d(8), torch.nn.BatchNorm2d(8)
+    x = (torch.randn(8, 8, 6, 6) * 3 + 2).bfloat16()
+    with per_view_batch_norm(bn_split, 2, "split"):
+        ys = bn_split(x)
+    with per_view_batch_norm(bn_grouped, 2, "grouped"):
+        yg = bn_grouped(x)
+    assert yg.dtype == torch.bfloat16 and torch.allclose(yg.float(), ys.float(), atol=3e-2)
+    assert torch.allclose(bn_grouped.running_mean, bn_split.running_mean, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(bn_grouped.running_var, bn_split.running_var, rtol=1e-5, atol=1e-6)
+    assert int(bn_grouped.num_batches_tracked) == int(bn_split.num_batches_tracked) == 2
+    with pytest.raises(ValueError, match="view_norm"):
+        with per_view_batch_norm(bn_split, 2, "stacked"):
+            pass

@@ -269,3 +269,42 @@ def test_digits_lt_preset_builds():
     assert data.in_memory and data.train.images.shape[1:] == (16, 16, 3)
     assert set(data.groups.tolist()) == {"many", "medium", "few"}
     assert "digits" in data.summary()
+
+
+def _distinct_image_folder(root: Path, train_per_class=(9, 6, 4), test_per_class: int = 3) -> None:
+    """Every image different (random noise PNGs), so a wrong subset cannot look right."""
+    rng = np.random.default_rng(7)
+    for name, n_train in zip(("apple", "kiwi", "plum"), train_per_class, strict=True):
+        for split, n in (("train", n_train), ("test", test_per_class)):
+            d = root / split / name
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(d / f"{i:03d}.png")
+
+
+def test_cold_cache_decodes_only_the_long_tailed_subset_and_equals_the_full_decode(tmp_path, monkeypatch):
+    """prepare_data with no decoded cache decodes the kept training images, the validation and the test images
+    only (a third of CIFAR-10's JPEGs at IF 100), and gives exactly what decoding everything then subsetting does."""
+    import glmc_core.data.sources as sources
+
+    _distinct_image_folder(tmp_path / "fruit")
+    _zip_folder(tmp_path / "fruit", tmp_path / "fruit.zip", "fruit")
+    decoded = []
+    plain = sources._decode
+    monkeypatch.setattr(sources, "_decode", lambda data, name, size: decoded.append(name) or plain(data, name, size))
+    cfg = get_preset("cifar10-lt-if100", dataset="imagefolder", data_root=str(tmp_path / "fruit.zip"), image_size=8,
+                     imbalance_factor=4, n_max=8, test_per_class=2, val_fraction=0.2)
+    lazy = prepare_data(cfg, progress=False)
+    kept = len(lazy.train) + len(lazy.val) + len(lazy.test)
+    assert len(decoded) == kept == 8 + 4 + 2 + 3 * 2 and len(decoded) < 19 + 9  # not the whole tree
+    assert len(lazy.train) + len(lazy.val) == 14
+    decoded.clear()
+    again = prepare_data(cfg, progress=False)  # warm: the subset's cache, nothing decoded
+    assert decoded == [] and np.array_equal(again.train.images, lazy.train.images)
+    # the full decode (what a warm whole-tree cache gives) then the same subsets: the very same arrays
+    full = load_image_folder(tmp_path / "fruit.zip", image_size=8, progress=False)
+    assert len(decoded) == 19 + 9
+    full_data = prepare_data(cfg, progress=False)  # the whole tree's cache now exists: prepare_data uses it
+    for a, b in ((lazy.train, full_data.train), (lazy.val, full_data.val), (lazy.test, full_data.test)):
+        assert np.array_equal(a.images, b.images) and np.array_equal(a.labels, b.labels)
+    assert full.train.images.shape[0] == 19
