@@ -103,21 +103,16 @@ def mix_pair(img_u, img_r, y_u: int, y_r: int, counts: Sequence[int], lam: float
     box = mixing.sample_box(np.random.default_rng(box_seed), h, w, lam)
     x_g = mixing.global_mix(x_u, x_r, lam)
     x_l = mixing.local_mix(x_u, x_r, box)
-    num_classes = len(counts)
-    p_u = mixing.one_hot(torch.tensor([y_u]), num_classes)
-    p_r = mixing.one_hot(torch.tensor([y_r]), num_classes)
-    lam_l = mixing.cutmix_label_weight(lam, box, h, w, cutmix_label)
     weights = mixing.class_weights(counts, k)
-    pw_u, pw_r = mixing.reweight_labels(p_u, weights), mixing.reweight_labels(p_r, weights)
+    targets = mixing.glmc_targets(torch.tensor([y_u]), torch.tensor([y_r]), len(counts), weights, lam, box, h, w,
+                                  cutmix_label)
 
     def img(x):
         return x[0].permute(1, 2, 0).numpy()
 
     return {"x_u": img(x_u), "x_r": img(x_r), "x_g": img(x_g), "x_l": img(x_l), "box": box, "lam": float(lam),
-            "lam_l": float(lam_l), "y_u": int(y_u), "y_r": int(y_r), "weights": weights.numpy(),
-            "p_g": mixing.mix_labels(p_u, p_r, lam)[0].numpy(), "p_l": mixing.mix_labels(p_u, p_r, lam_l)[0].numpy(),
-            "p_g_w": mixing.mix_labels(pw_u, pw_r, lam)[0].numpy(),
-            "p_l_w": mixing.mix_labels(pw_u, pw_r, lam_l)[0].numpy()}
+            "lam_l": float(mixing.cutmix_label_weight(lam, box, h, w, cutmix_label)), "y_u": int(y_u),
+            "y_r": int(y_r), "weights": weights.numpy(), **{name: p[0].numpy() for name, p in targets.items()}}
 
 
 def partner_class_counts(labels, num_classes: int, qs: Sequence[float], conventions: Sequence[str] = ("instance",
@@ -215,11 +210,11 @@ def consistency_experiment(cfg: Config, data, stop_gradient: bool = True,
 
     Returns ``(history, model)``: per epoch, the loss terms, test accuracy and the collapse detectors of
     :func:`projection_spread` on a fixed test batch; and the trained model."""
-    state = build_state(cfg.replace(method="glmc"), data)
+    state = build_state(cfg.replace(method="glmc", stop_gradient=stop_gradient), data)
     x_probe, _ = next(eval_batches(data.test, cfg, state.device, data.mean, data.std, batch_size=probe_size))
     history = []
     while state.epoch < cfg.epochs:
-        terms = train_one_epoch(state, stop_gradient=stop_gradient)
+        terms = train_one_epoch(state)
         state.epoch += 1
         acc = evaluate(state.model, data.test, cfg, data, state.device)
         history.append({"epoch": state.epoch, **terms, **{g: acc[g] for g in ("top1", "many", "medium", "few")},
