@@ -237,9 +237,8 @@ def _evaluation_checkpoint(path: str) -> str:
 
 
 def _cmd_evaluate(args) -> int:
-    from .checkpoint import load_checkpoint
+    from .checkpoint import load_checkpoint, load_model
     from .data import prepare_data
-    from .methods import build_method_model
     from .train import evaluate, resolve_device
 
     ck = load_checkpoint(_evaluation_checkpoint(args.checkpoint))
@@ -248,12 +247,7 @@ def _cmd_evaluate(args) -> int:
         cfg = cfg.replace(data_root=args.data_root)
     data = prepare_data(cfg)
     device = resolve_device(args.device)
-    model = build_method_model(cfg, data.num_classes)  # LDAM's fc is a cosine classifier
-    from .checkpoint import check_compatible
-
-    check_compatible(ck, cfg.model, data.num_classes, cfg.dataset, str(args.checkpoint), list(data.classes))
-    model.load_state_dict(ck["model"])
-    model.to(device)
+    model = load_model(ck, data, device, str(args.checkpoint))
     if args.logit_adjust is not None:  # plain and adjusted from the same logits
         from .logit_adjustment import adjusted_key, evaluate_with_adjustment
 

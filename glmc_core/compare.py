@@ -22,12 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, load_model
 from .config import METHODS, get_preset
 from .data import prepare_data
 from .errors import GLMCError
 from .logit_adjustment import adjusted_key, evaluate_with_adjustment
-from .methods import build_method_model
 from .train import fit, resolve_device
 
 __all__ = ["METHOD_SETS", "resolve_methods", "run_comparison", "ComparisonResult", "write_results", "plot_results",
@@ -81,9 +80,8 @@ def _train_or_reuse(cfg, data, run_dir: Path, log):
             raise GLMCError(f"{run_dir} holds a run with another configuration; choose another --out")
         if (run_dir / "summary.json").is_file():
             log(f"{cfg.method}: reusing the finished run in {run_dir}")
-            model = build_method_model(cfg, data.num_classes)
-            model.load_state_dict(ck["model"])
-            return model.to(resolve_device(cfg.device)), json.loads((run_dir / "summary.json").read_text())
+            model = load_model(ck, data, resolve_device(cfg.device), str(run_dir / "checkpoint.pt"))
+            return model, json.loads((run_dir / "summary.json").read_text())
         state = fit(resume=run_dir, data=data, device=cfg.device, log=log)
     else:
         state = fit(cfg, data=data, log=log)
