@@ -28,7 +28,7 @@ from .config import Config
 from .data import GROUPS, LongTailData, prepare_data
 from .errors import GLMCError
 from .methods import METHOD_SPECS
-from .metrics import confusion_matrix, group_accuracy, per_class_accuracy
+from .metrics import confusion_matrix, format_number, group_accuracy, per_class_accuracy
 
 __all__ = ["Run", "Evaluation", "load_run", "load_history", "run_data", "evaluate_run",
            "trained_heads", "subsample", "umap_embedding", "run_umap", "weight_norms", "results_rows",
@@ -258,7 +258,7 @@ def results_rows(items: Iterable[Evaluation | Run]) -> list[dict]:
 
 def _cell(v, column: str) -> str:
     if v is None:
-        return "n/a"
+        return format_number(v)
     if isinstance(v, float):
         return f"{v:.2f}" if column in ("top1", *GROUPS) else f"{v:g}"
     return str(v)

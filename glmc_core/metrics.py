@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -10,7 +12,10 @@ import torch
 from .data.longtail import GROUPS
 from .data.streams import eval_batches
 
-__all__ = ["confusion_matrix", "per_class_accuracy", "group_accuracy", "summarize", "predict", "evaluate"]
+__all__ = ["confusion_matrix", "per_class_accuracy", "group_accuracy", "summarize", "predict", "evaluate",
+           "format_number", "MISSING"]
+
+MISSING = "n/a"  # how every table and log line prints a number that does not exist (e.g. an empty group)
 
 
 def confusion_matrix(targets: Sequence[int], preds: Sequence[int], num_classes: int) -> np.ndarray:
@@ -78,3 +83,12 @@ def evaluate(model, split, cfg, data, device) -> dict:
     """Top-1, many/medium/few and per-class accuracy (percent) on ``split``, through the inference head."""
     t, p = predict(model, split, cfg, data, device)
     return summarize(t, p, data.num_classes, data.groups)
+
+
+def format_number(value, spec: str = ".1f", missing: str = MISSING) -> str:
+    """``value`` formatted with ``spec`` (e.g. ``"5.1f"``); None or NaN print as ``missing``, padded to the
+    same width, so columns of log lines and tables stay aligned."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        width = re.match(r"\d*", spec).group()
+        return f"{missing:>{width}}" if width else missing
+    return format(value, spec)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -37,10 +38,10 @@ from .errors import GLMCError
 from .fast import FastRunner, fast_path_reason, maybe_fast_runner
 from .losses import alpha_schedule
 from .methods import METHOD_SPECS, StepContext, build_method_model, method_extras, step_loss
-from .metrics import evaluate, predict
+from .metrics import evaluate, format_number, predict
 
 __all__ = ["resolve_device", "lr_at", "TrainState", "build_state", "train_one_epoch", "evaluate", "predict", "fit",
-           "NonFiniteLoss", "Callback", "set_deterministic", "RESUME_OVERRIDES"]
+           "NonFiniteLoss", "Callback", "set_deterministic", "RESUME_OVERRIDES", "train_or_reuse"]
 
 Callback = Callable[[str, dict], None]  # callback(event, payload); events: "step", "epoch_end", "stopped", "end"
 
@@ -481,11 +482,38 @@ def _finish(state: TrainState, callbacks: list, save: bool) -> None:
     _emit(callbacks, "end", summary)
 
 
-def _fmt(v) -> str:
-    return "  n/a" if v is None else f"{v:5.1f}"
-
-
 def _epoch_line(r: dict, epochs: int) -> str:
-    return (f"epoch {r['epoch']:>3}/{epochs}  top1 {r['top1']:5.2f}  many {_fmt(r['many'])}  "
-            f"medium {_fmt(r['medium'])}  few {_fmt(r['few'])}  loss {r['total']:.3f}  "
-            f"alpha {r['alpha']:.2f}  {r['seconds']:.1f}s")
+    many, medium, few = (format_number(r[g], "5.1f") for g in ("many", "medium", "few"))
+    return (f"epoch {r['epoch']:>3}/{epochs}  top1 {r['top1']:5.2f}  many {many}  medium {medium}  few {few}  "
+            f"loss {r['total']:.3f}  alpha {r['alpha']:.2f}  {r['seconds']:.1f}s")
+
+
+def train_or_reuse(cfg: Config, *, data: LongTailData | None = None, retrain: bool = False,
+                   callbacks: Iterable[Callback] = (), stop: Callable[[], bool] | None = None,
+                   log: Callable[[str], None] | None = None) -> Path:
+    """The run folder ``cfg.out / cfg.run_name``: trained if missing, resumed if unfinished, reused if finished.
+
+    A folder that holds a run of another configuration (beyond where and how it runs:
+    :data:`RESUME_OVERRIDES`) is refused; ``retrain`` deletes the folder first.
+    """
+    log = log or _to_stderr
+    if not cfg.run_name:
+        raise GLMCError("train_or_reuse needs a config with a run_name")
+    run_dir = Path(cfg.out) / cfg.run_name
+    if retrain and run_dir.exists():
+        shutil.rmtree(run_dir)
+    if not (run_dir / "checkpoint.pt").is_file():
+        if run_dir.exists():  # an empty or broken folder from an interrupted start
+            shutil.rmtree(run_dir)
+        fit(cfg, data=data, callbacks=callbacks, stop=stop, log=log)
+        return run_dir
+    ck, saved, _ = open_run(run_dir, log)
+    free = (*RESUME_OVERRIDES, "out", "run_name")
+    if {k: v for k, v in saved.to_dict().items() if k not in free} != \
+            {k: v for k, v in cfg.to_dict().items() if k not in free}:
+        raise GLMCError(f"{run_dir} holds a run with another configuration; choose another folder or retrain it")
+    if int(ck["epoch"]) >= saved.epochs:
+        log(f"{run_dir} is already trained: using it (retrain=True trains it again)")
+    else:
+        fit(resume=run_dir, data=data, device=cfg.device, callbacks=callbacks, stop=stop, log=log)
+    return run_dir

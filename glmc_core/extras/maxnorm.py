@@ -27,15 +27,15 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint, load_model, save_checkpoint
-from .config import Config
-from .data import prepare_data
-from .data.streams import make_train_stream
-from .errors import GLMCError
-from .longtail_losses import cb_weights_effective_number, focal_loss
-from .methods import METHOD_SPECS
-from .models import NormedLinear
-from .train import evaluate, lr_at, resolve_device
+from ..checkpoint import load_checkpoint, load_model, save_checkpoint
+from ..config import Config
+from ..data import prepare_data
+from ..data.streams import make_train_stream
+from ..errors import GLMCError
+from ..longtail_losses import cb_weights_effective_number, focal_loss
+from ..methods import METHOD_SPECS
+from ..models import NormedLinear
+from ..train import evaluate, lr_at, resolve_device
 
 __all__ = ["row_norms", "relative_radius", "maxnorm_project_", "MaxNormResult", "finetune_maxnorm"]
 
