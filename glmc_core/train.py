@@ -513,7 +513,7 @@ def train_or_reuse(cfg: Config, *, data: LongTailData | None = None, retrain: bo
             {k: v for k, v in cfg.to_dict().items() if k not in free}:
         raise GLMCError(f"{run_dir} holds a run with another configuration; choose another folder or retrain it")
     if int(ck["epoch"]) >= saved.epochs:
-        log(f"{run_dir} is already trained: using it (retrain=True trains it again)")
+        log(f"{run_dir} is already trained: reusing it (retrain=True trains it again)")
     else:
         fit(resume=run_dir, data=data, device=cfg.device, callbacks=callbacks, stop=stop, log=log)
     return run_dir
