@@ -60,7 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def time_ours(cfg, data, steps: int, channels_last: bool) -> float:
     """Seconds per step of train_one_epoch (warm-up steps excluded)."""
     state = build_state(cfg, data)
-    state.fast = False  # the CPU reference step
+    state.fast = None  # the CPU reference step
     if channels_last:
         state.model.to(memory_format=torch.channels_last)
     calls = {"n": 0, "t0": None}

@@ -112,7 +112,8 @@ def summarize(runs: list[dict]) -> dict:
                 mean[method] = {k: sum(r[k] for r in rows) / len(rows) for k in ("top1", "few", "seconds")}
                 mean[method]["seeds"] = len(rows)
         if "glmc" in mean and "ce" in mean:
-            mean["passes"] = bool(mean["glmc"]["few"] > mean["ce"]["few"] and mean["glmc"]["top1"] >= mean["ce"]["top1"])
+            glmc, ce = mean["glmc"], mean["ce"]
+            mean["passes"] = bool(glmc["few"] > ce["few"] and glmc["top1"] >= ce["top1"])
         out[name] = mean
     return out
 

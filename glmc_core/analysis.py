@@ -23,14 +23,14 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from .checkpoint import check_compatible, load_checkpoint
+from .checkpoint import load_checkpoint, load_model
 from .config import Config
 from .data import GROUPS, LongTailData, prepare_data
 from .errors import GLMCError
-from .methods import METHOD_SPECS, build_method_model
-from .metrics import confusion_matrix, group_accuracy, per_class_accuracy
+from .methods import METHOD_SPECS
+from .metrics import confusion_matrix, format_number, group_accuracy, per_class_accuracy
 
-__all__ = ["Run", "Evaluation", "load_run", "load_history", "run_data", "load_model", "evaluate_run",
+__all__ = ["Run", "Evaluation", "load_run", "load_history", "run_data", "evaluate_run",
            "trained_heads", "subsample", "umap_embedding", "run_umap", "weight_norms", "results_rows",
            "to_markdown", "to_csv"]
 
@@ -107,17 +107,6 @@ def run_data(run: Run, data_root: str | None = None) -> LongTailData:
     return prepare_data(cfg, progress=False)
 
 
-def load_model(run: Run, num_classes: int, which: str = "best", device: str | torch.device = "cpu"):
-    """``(model, checkpoint)`` of the run, in eval mode on ``device``."""
-    path = run.checkpoint_path(which)
-    ck = load_checkpoint(path)
-    cfg = run.config
-    check_compatible(ck, cfg.model, num_classes, cfg.dataset, str(path))
-    model = build_method_model(cfg, num_classes)  # LDAM runs carry a cosine classifier
-    model.load_state_dict(ck["model"])
-    return model.to(device).eval(), ck
-
-
 @dataclass
 class Evaluation:
     """One checkpoint on the test set: targets, predictions and penultimate features."""
@@ -172,7 +161,9 @@ def evaluate_run(run: Run | str | os.PathLike, data: LongTailData | None = None,
     run = run if isinstance(run, Run) else load_run(run)
     data = data if data is not None else run_data(run, data_root)
     device = resolve_device(str(device))
-    model, ck = load_model(run, data.num_classes, which, device)
+    path = run.checkpoint_path(which)
+    ck = load_checkpoint(path)
+    model = load_model(ck, data, device, str(path))
     t, p, f = predict(model, data.test, run.config, data, device, features=True)
     return Evaluation(run, int(ck.get("epoch", 0)), which, list(data.classes), np.asarray(data.counts),
                       np.asarray(data.groups), t, p, f, weight_norms(ck["model"]))
@@ -267,7 +258,7 @@ def results_rows(items: Iterable[Evaluation | Run]) -> list[dict]:
 
 def _cell(v, column: str) -> str:
     if v is None:
-        return "n/a"
+        return format_number(v)
     if isinstance(v, float):
         return f"{v:.2f}" if column in ("top1", *GROUPS) else f"{v:g}"
     return str(v)

@@ -23,8 +23,8 @@ import torch
 from .config import Config
 from .errors import GLMCError
 
-__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "check_compatible", "remove_stale_temporaries",
-           "open_run", "require_training_state", "new_run_dir", "write_text_atomic"]
+__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "check_compatible", "load_model",
+           "remove_stale_temporaries", "open_run", "require_training_state", "new_run_dir", "write_text_atomic"]
 
 FORMAT = "glmc-checkpoint/1"
 
@@ -117,6 +117,32 @@ def check_compatible(state: dict[str, Any], model: str, num_classes: int, datase
         theirs, ours = list(state["classes"]), list(classes)
         i = next((i for i, (a, b) in enumerate(zip(theirs, ours, strict=False)) if a != b), 0)
         raise GLMCError(f"{path} was trained on other classes: class {i} is {theirs[i]!r} there, {ours[i]!r} here")
+
+
+def load_model(checkpoint: dict[str, Any] | str | os.PathLike, data, device: str | torch.device = "cpu",
+               path: str | None = None) -> torch.nn.Module:
+    """The model a checkpoint holds, for ``data``: checked once, built for its method, in eval mode on ``device``.
+
+    Args:
+        checkpoint: a checkpoint dict (already read with :func:`load_checkpoint`) or its file.
+        data: what the model will see (a :class:`~glmc_core.data.LongTailData`): a checkpoint made
+            for another model, data set, class count or class names is refused with one line.
+        path: the name to give in messages (default the file, else ``"checkpoint"``).
+    """
+    if not isinstance(checkpoint, dict):
+        path = path or str(checkpoint)
+        checkpoint = load_checkpoint(checkpoint)
+    path = path or "checkpoint"
+    cfg = Config.from_dict(checkpoint.get("config", {}))
+    check_compatible(checkpoint, cfg.model, data.num_classes, cfg.dataset, path, list(data.classes))
+    from .methods import build_method_model  # the method decides the heads (LDAM's fc is a cosine classifier)
+
+    model = build_method_model(cfg, data.num_classes)
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except (RuntimeError, KeyError) as exc:
+        raise GLMCError(f"{path} does not fit this model: {str(exc).splitlines()[0][:160]}") from None
+    return model.to(device).eval()
 
 
 def require_training_state(state: dict[str, Any], path: str = "checkpoint") -> None:

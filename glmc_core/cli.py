@@ -110,7 +110,7 @@ def _cmd_analyze(args) -> int:
 
 
 
-# --- beyond the paper: method comparisons and MaxNorm fine-tuning (glmc_core.compare, glmc_core.maxnorm) -------
+# --- beyond the paper: method comparisons and MaxNorm fine-tuning (glmc_core.extras) -------
 def _add_beyond_commands(sub) -> None:
     c = sub.add_parser("compare", help="train several methods on one preset and tabulate/plot the results")
     c.add_argument("--preset", required=True)
@@ -141,7 +141,7 @@ def _add_beyond_commands(sub) -> None:
 
 
 def _cmd_compare(args) -> int:
-    from .compare import markdown_table, run_comparison
+    from .extras.compare import markdown_table, run_comparison
 
     overrides = {"data_root": args.data_root, "device": args.device, **dict(args.set)}
     result = run_comparison(args.preset, methods=args.methods, set_name=args.set_name, epochs=args.epochs,
@@ -153,7 +153,7 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_finetune_maxnorm(args) -> int:
-    from .maxnorm import finetune_maxnorm
+    from .extras.maxnorm import finetune_maxnorm
 
     r = finetune_maxnorm(args.run_dir, epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
                          delta=args.delta, thresh=args.thresh, per=args.per, loss=args.loss, head=args.head,
@@ -219,8 +219,10 @@ def _cmd_train(args) -> int:
 
 
 def _table(rows: dict[str, dict]) -> str:
+    from .metrics import format_number
+
     def f(v):
-        return "   n/a" if v is None else f"{v:6.2f}"
+        return format_number(v, "6.2f")
 
     lines = [f"{'':<18} {'top-1':>6} {'many':>6} {'medium':>6} {'few':>6}"]
     for name, r in rows.items():
@@ -237,9 +239,8 @@ def _evaluation_checkpoint(path: str) -> str:
 
 
 def _cmd_evaluate(args) -> int:
-    from .checkpoint import load_checkpoint
+    from .checkpoint import load_checkpoint, load_model
     from .data import prepare_data
-    from .methods import build_method_model
     from .train import evaluate, resolve_device
 
     ck = load_checkpoint(_evaluation_checkpoint(args.checkpoint))
@@ -248,14 +249,9 @@ def _cmd_evaluate(args) -> int:
         cfg = cfg.replace(data_root=args.data_root)
     data = prepare_data(cfg)
     device = resolve_device(args.device)
-    model = build_method_model(cfg, data.num_classes)  # LDAM's fc is a cosine classifier
-    from .checkpoint import check_compatible
-
-    check_compatible(ck, cfg.model, data.num_classes, cfg.dataset, str(args.checkpoint), list(data.classes))
-    model.load_state_dict(ck["model"])
-    model.to(device)
+    model = load_model(ck, data, device, str(args.checkpoint))
     if args.logit_adjust is not None:  # plain and adjusted from the same logits
-        from .logit_adjustment import adjusted_key, evaluate_with_adjustment
+        from .extras.logit_adjustment import adjusted_key, evaluate_with_adjustment
 
         scores = evaluate_with_adjustment(model, data.test, cfg, data, device, (args.logit_adjust,))
         metrics = scores["plain"]

@@ -71,6 +71,9 @@ class Config:
     alpha_schedule: str = "paper"  # paper (1-(T/Tmax)^2) | linear | cosine | constant
     alpha_constant: float = 0.5  # α when alpha_schedule == "constant"
     loss_reduction: str = "mean"  # "mean" of the two mixtures (paper's 1/2N) | "sum" (authors)
+    # False drops the stop-gradient of L_sim: not the method, only notebook 03's collapse demonstration
+    # (reference step only; the fast path refuses it)
+    stop_gradient: bool = True
     # --- long-tail baselines (glmc_core.longtail_losses) ---------------------------------
     cb_beta: float = 0.9999  # β of the effective number, w_c ∝ (1−β)/(1−β^n_c) (cb-ce, cb-focal, DRW)
     focal_gamma: float = 1.0  # focal loss γ (focal, cb-focal)

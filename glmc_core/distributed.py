@@ -32,6 +32,7 @@ import torch.distributed as dist
 from .data.samplers import uniform_batches
 from .data.streams import TensorStream
 from .errors import GLMCError
+from .metrics import predict, summarize
 
 __all__ = ["DistEnv", "from_environ", "setup", "shard", "ShardedTensorStream", "attach", "cleanup"]
 
@@ -68,6 +69,15 @@ class DistEnv:
         parts: list = [None] * self.world_size
         dist.all_gather_object(parts, (targets, preds))
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def evaluate(self, model, split, cfg, data, device) -> dict:
+        """:func:`~glmc_core.metrics.evaluate` sharded: each process predicts its slice ``[rank::N]`` of
+        ``split``; the predictions are gathered, so every process gets the same metrics."""
+        idx = np.arange(self.rank, len(split), self.world_size)
+        t, p = predict(model, split.subset(idx), cfg, data, device) if len(idx) else \
+            (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        t, p = self.gather_predictions(t, p)
+        return summarize(t, p, data.num_classes, data.groups)
 
     def sync_buffers(self, model: torch.nn.Module) -> None:
         """Broadcast rank 0's buffers (batch-norm running statistics) to every process."""
@@ -141,10 +151,7 @@ class ShardedTensorStream(TensorStream):
         for idx_u, idx_r in self.global_batches():
             if len(idx_u) < self.env.world_size:  # a last batch too small to give every process one image
                 continue
-            idx_u, idx_r = shard(idx_u, self.env), shard(idx_r, self.env)
-            dev = self.device
-            yield {"x_u1": self.view(idx_u), "x_u2": self.view(idx_u), "y_u": self.labels[idx_u.to(dev)],
-                   "x_r1": self.view(idx_r), "x_r2": self.view(idx_r), "y_r": self.labels[idx_r.to(dev)]}
+            yield self.batch(shard(idx_u, self.env), shard(idx_r, self.env))
 
 
 def _has_unused_parameters(cfg) -> bool:

@@ -10,8 +10,10 @@ this module trains the *same* model with the same losses, schedules and sampling
   λ and the CutMix box from the run's numpy generator with the very functions the reference
   path uses (:func:`~glmc_core.mixing.sample_lambda`, :func:`~glmc_core.mixing.sample_box`),
   so both generators stay in the checkpoint and resume stays exact;
-* builds the local mixture from a box *tensor* (a mask, static shapes) and feeds λ, α and the
-  learning rate through static device tensors, so nothing in a step talks to the host;
+* hands the one GLMC step (:func:`glmc_core.methods.step_loss`) λ and the box as device
+  tensors (the local mixture is then a mask: static shapes), α and the learning rate as static
+  device tensors, and its own forward (:func:`fast_forward`: bf16, channels_last, optionally
+  both mixtures in one batch), so nothing in a step talks to the host;
 * replaces ``loss.backward(); optimizer.step()`` by ``autograd.grad`` and a foreach SGD update
   (:func:`sgd_update`) on the optimiser's own momentum buffers (identical maths to
   :class:`torch.optim.SGD`);
@@ -35,21 +37,18 @@ import numpy as np
 import torch
 
 from . import mixing
-from .augment import crop_flip, normalize
+from .augment import normalize
 from .data.sources import ArraySplit
-from .data.streams import TensorStream
-from .losses import glmc_loss
-from .methods import StepContext, step_loss
+from .data.streams import VIEWS, TensorStream, two_view_batch
+from .methods import METHOD_SPECS, StepContext, step_loss
 from .metrics import summarize
 from .models import per_view_batch_norm
 
-__all__ = ["FAST_METHODS", "TERMS", "StepSetup", "draw_plan", "fast_step_loss", "sgd_update", "FastRunner",
+__all__ = ["TERMS", "StepSetup", "draw_plan", "fast_forward", "fast_step_loss", "sgd_update", "FastRunner",
            "fast_path_reason", "maybe_fast_runner"]
 
-# The partner-permutation baselines (mixup, cutmix) keep the reference step.
-FAST_METHODS = ("glmc", "glmc-no-consistency", "glmc-no-cumulative", "cumulative-only", "ce")
 TERMS = ("loss_c", "loss_cb", "loss_sim", "total")
-_VIEWS = 4  # x_u1, x_u2 (uniform batch), x_r1, x_r2 (resampled batch)
+_VIEWS = len(VIEWS)  # x_u1, x_u2 (uniform batch), x_r1, x_r2 (resampled batch)
 
 
 @dataclass(frozen=True)
@@ -116,79 +115,43 @@ def draw_plan(num_samples: int, batch_size: int, sample_probs: torch.Tensor, gen
     return chunks
 
 
-def _box_mask(box: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """``(H, W)`` bool, True inside the box ``(y0, y1, x0, x1)``: a tensor version of :func:`mixing.box_mask`."""
-    rows = torch.arange(height, device=box.device)
-    cols = torch.arange(width, device=box.device)
-    in_rows = (rows >= box[0]) & (rows < box[1])
-    in_cols = (cols >= box[2]) & (cols < box[3])
-    return in_rows[:, None] & in_cols[None, :]
-
-
-def _views(images, labels, draws, setup: StepSetup) -> dict[str, torch.Tensor]:
-    """The reference stream's batch dict (normalised float views) from one step's draws."""
-    out = {"y_u": labels[draws["idx_u"]], "y_r": labels[draws["idx_r"]]}
-    for v, (name, key) in enumerate((("x_u1", "idx_u"), ("x_u2", "idx_u"), ("x_r1", "idx_r"), ("x_r2", "idx_r"))):
-        x = crop_flip(images[draws[key]], setup.padding, draws["oy"][v], draws["ox"][v], draws["flip"][v])
-        x = normalize(x, setup.mean, setup.std)  # (B, 3, H, W) float32
-        out[name] = x.contiguous(memory_format=torch.channels_last) if setup.channels_last else x
-    return out
-
-
-def _glmc_fast(model, b, lam, box, alpha, gamma: float, setup: StepSetup):
-    """:func:`glmc_core.methods._glmc` with λ and the box as device tensors (no host values)."""
-    c, wts = setup.num_classes, setup.class_weights
-    h, w = b["x_u1"].shape[-2:]
-    # λ stays float64, like the reference's Python float: 1 − λ is rounded once, to float32, in both paths
-    x_g = mixing.global_mix(b["x_u1"], b["x_r1"], lam)
-    x_l = torch.where(_box_mask(box, h, w), b["x_r2"], b["x_u2"])  # the box is pasted from the resampled batch
-    if setup.cutmix_label == "area":
-        lam_l = 1.0 - ((box[1] - box[0]) * (box[3] - box[2])).double() / float(h * w)
-    else:
-        lam_l = lam
-    p_u, p_r = mixing.one_hot(b["y_u"], c), mixing.one_hot(b["y_r"], c)
-    pw_u, pw_r = mixing.reweight_labels(p_u, wts), mixing.reweight_labels(p_r, wts)
-    targets = {"p_g": mixing.mix_labels(p_u, p_r, lam), "p_l": mixing.mix_labels(p_u, p_r, lam_l),
-               "p_g_w": mixing.mix_labels(pw_u, pw_r, lam), "p_l_w": mixing.mix_labels(pw_u, pw_r, lam_l)}
-    def layout(x):  # torch.where and cat need not keep channels_last
-        return x.contiguous(memory_format=torch.channels_last) if setup.channels_last else x
-
-    if setup.fuse_views:  # one forward pass of 2B images; batch norm still sees each mixture on its own
-        with per_view_batch_norm(model, 2), _autocast(setup):
-            out = model(layout(torch.cat([x_g, x_l])))
-        n = x_g.shape[0]
-        out_g, out_l = {k: v[:n] for k, v in out.items()}, {k: v[n:] for k, v in out.items()}
-    else:
-        with _autocast(setup):
-            out_g, out_l = model(layout(x_g)), model(layout(x_l))
-    return glmc_loss(out_g, out_l, targets, alpha, gamma, setup.reduction)
-
-
 def _autocast(setup: StepSetup):
     if setup.autocast_dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(setup.class_weights.device.type, dtype=setup.autocast_dtype, cache_enabled=False)
 
 
+def fast_forward(model, batches, setup: StepSetup) -> list:
+    """The fast path's forward (a :data:`~glmc_core.methods.Forward`): autocast, channels_last and,
+    with ``fuse_views``, every batch through the network at once while batch norm still sees each on its own."""
+    def layout(x):  # torch.where and cat need not keep channels_last
+        return x.contiguous(memory_format=torch.channels_last) if setup.channels_last else x
+
+    with _autocast(setup):
+        if not setup.fuse_views or len(batches) == 1:
+            return [model(layout(x)) for x in batches]
+        with per_view_batch_norm(model, len(batches)):
+            out = model(layout(torch.cat(list(batches))))
+    n = batches[0].shape[0]
+    return [{k: v[i * n : (i + 1) * n] for k, v in out.items()} for i in range(len(batches))]
+
+
 def fast_step_loss(model, images: torch.Tensor, labels: torch.Tensor, draws: dict[str, torch.Tensor], alpha,
                    setup: StepSetup) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss of one step from uint8 images and one step's draws (see :func:`draw_plan`).
 
-    ``alpha`` may be a float or a 0-d tensor. Matches :func:`glmc_core.methods.step_loss` on
-    the same views, λ and box.
+    The reference step's own batch builder and loss (:func:`~glmc_core.data.streams.two_view_batch`,
+    :func:`~glmc_core.methods.step_loss`), given device tensors: ``alpha`` may be a float or a 0-d tensor.
     """
-    b = _views(images, labels, draws, setup)
-    m = setup.method
-    if m in ("glmc", "glmc-no-consistency", "glmc-no-cumulative"):
-        gamma = 0.0 if m == "glmc-no-consistency" else setup.gamma
-        return _glmc_fast(model, b, draws["lam"], draws["box"], 1.0 if m == "glmc-no-cumulative" else alpha,
-                          gamma, setup)
-    if m in ("cumulative-only", "ce"):  # no λ, no box: the reference function itself
-        ctx = StepContext(0.0, mixing.Box(0, 0, 0, 0), alpha, setup.gamma, setup.class_weights, setup.num_classes,
-                          setup.cutmix_label, setup.reduction)
-        with _autocast(setup):
-            return step_loss(m, model, b, ctx)
-    raise ValueError(f"method {m!r} has no fast step; use the reference path")
+    if not METHOD_SPECS[setup.method].fast:
+        raise ValueError(f"method {setup.method!r} has no fast step; use the reference path")
+    # λ stays float64, like the reference's Python float: 1 − λ is rounded once, to float32, in both paths
+    batch = two_view_batch(images, labels, draws["idx_u"], draws["idx_r"], setup.padding, setup.mean, setup.std,
+                           crops=(draws["oy"], draws["ox"], draws["flip"]))
+    ctx = StepContext(draws["lam"], draws["box"], alpha, setup.gamma, setup.class_weights, setup.num_classes,
+                      setup.cutmix_label, setup.reduction,
+                      forward=lambda model, batches: fast_forward(model, batches, setup))
+    return step_loss(setup.method, model, batch, ctx)
 
 
 @torch.no_grad()
@@ -212,8 +175,10 @@ def fast_path_reason(state) -> str | None:
     """Why ``state`` cannot take the fast path (None if it can)."""
     if type(state.stream) is not TensorStream:
         return "the training images are not in device memory (DataLoader or sharded stream)"
-    if state.cfg.method not in FAST_METHODS:
+    if not METHOD_SPECS[state.cfg.method].fast:
         return f"method {state.cfg.method!r} has no fast step"
+    if not state.cfg.stop_gradient:
+        return "stop_gradient=false (notebook 03's collapse demonstration) needs the reference step"
     if state.aug_gen.device.type != state.device.type:
         return "the device has no generator of its own"
     return None
@@ -260,6 +225,9 @@ class FastRunner:
     def __init__(self, state, capture: bool | None = None, bf16: bool | None = None,
                  channels_last: bool | None = None):
         cfg, dev = state.cfg, state.device
+        reason = fast_path_reason(state)
+        if reason is not None:
+            raise ValueError(f"no fast path here: {reason}")
         cuda = dev.type == "cuda"
         self.capture = cuda if capture is None else capture
         if self.capture and not cuda:
@@ -270,9 +238,7 @@ class FastRunner:
         self.images, self.labels = stream.images, stream.labels  # uint8 (N, 3, H, W), (N,) on the device
         self.sample_probs = stream.resampler.sample_probs.to(dev)
         self.setup = StepSetup(cfg.method, state.data.num_classes, state.class_weights, cfg.gamma, cfg.cutmix_label,
-                               cfg.loss_reduction, stream.padding,
-                               torch.tensor(state.data.mean, dtype=torch.float32, device=dev),
-                               torch.tensor(state.data.std, dtype=torch.float32, device=dev), cl,
+                               cfg.loss_reduction, stream.padding, stream.mean, stream.std, cl,
                                torch.bfloat16 if use_bf16 else None, cfg.fuse_views)
         self.flip = stream.flip
         self.model, self.state_ref = state.model, state
@@ -490,7 +456,7 @@ class FastRunner:
 
     @torch.no_grad()
     def evaluate(self, split, state) -> dict | None:
-        """Top-1 and groups like :func:`glmc_core.train.evaluate`, with the split cached on the device.
+        """Top-1 and groups like :func:`glmc_core.metrics.evaluate`, with the split cached on the device.
 
         Returns None for splits that are not decoded arrays of the training size.
         """

@@ -1,15 +1,18 @@
 """One training step's loss for each method: GLMC, its ablations and simple baselines.
 
 Each function takes the model, a batch from a stream (``x_u1, x_u2, y_u, x_r1, x_r2, y_r``),
-and a :class:`StepContext` (λ and box for this step, α for this epoch, class weights), and
-returns ``(loss, terms)``. The maths live in :mod:`glmc_core.mixing` and
-:mod:`glmc_core.losses`; this module only wires them together.
+and a :class:`StepContext` (λ and box for this step, α for this epoch, class weights, and the
+forward pass to use), and returns ``(loss, terms)``. The maths live in :mod:`glmc_core.mixing`
+and :mod:`glmc_core.losses`; this module only wires them together, once for every path: the
+reference step hands it host values and plain model calls, the fast path
+(:mod:`glmc_core.fast`) device tensors and its own forward (bf16, channels_last, both mixtures
+in one batch) under a captured graph.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -17,14 +20,23 @@ from . import longtail_losses as ltl
 from . import mixing
 from .losses import glmc_loss, soft_cross_entropy
 
-__all__ = ["StepContext", "METHOD_SPECS", "MethodSpec", "step_loss", "method_extras", "build_method_model"]
+__all__ = ["StepContext", "METHOD_SPECS", "MethodSpec", "Forward", "separate_forward", "step_loss", "method_extras",
+           "build_method_model"]
+
+# forward(model, batches) -> one output dict per batch; how the network is run is the caller's business
+Forward = Callable[[torch.nn.Module, Sequence[torch.Tensor]], list]
+
+
+def separate_forward(model, batches: Sequence[torch.Tensor]) -> list:
+    """One model call per batch: the reference step's forward."""
+    return [model(x) for x in batches]
 
 
 @dataclass
 class StepContext:
-    lam: float  # λ of this step
-    box: mixing.Box  # CutMix box of this step
-    alpha: float  # cumulative coefficient of this epoch
+    lam: float | torch.Tensor  # λ of this step (a 0-d float64 tensor on the fast path)
+    box: mixing.Box | torch.Tensor  # CutMix box of this step (a (4,) tensor y0, y1, x0, x1 on the fast path)
+    alpha: float | torch.Tensor  # cumulative coefficient of this epoch
     gamma: float  # consistency weight
     class_weights: torch.Tensor  # (C,) w_c = n_c^-k normalised to sum C
     num_classes: int
@@ -32,6 +44,7 @@ class StepContext:
     reduction: str = "mean"
     partner: torch.Tensor | None = None  # permutation of the uniform batch (MixUp / CutMix baselines)
     stop_gradient: bool = True  # keep sg in L_sim; False only for notebook 03's collapse demonstration
+    forward: Forward = separate_forward  # how the network runs on the step's batches
     # --- long-tail baselines and variants (see method_extras and glmc_core.longtail_losses) ---
     class_counts: torch.Tensor | None = None  # (C,) training images per class (Balanced Softmax)
     ce_weights: torch.Tensor | None = None  # (C,) per-class loss weights of this epoch (CB, DRW)
@@ -40,21 +53,14 @@ class StepContext:
     ldam_scale: float = 30.0  # LDAM's cosine scale s
 
 
-def _glmc(model, b, ctx: StepContext, gamma: float, alpha: float, balanced_softmax: bool = False):
-    c = ctx.num_classes
+def _glmc(model, b, ctx: StepContext, gamma: float, alpha, balanced_softmax: bool = False):
+    """The GLMC step (paper §3): both mixtures, their four targets, both forward passes, every loss term."""
     h, w = b["x_u1"].shape[-2:]
     x_g = mixing.global_mix(b["x_u1"], b["x_r1"], ctx.lam)  # (B, 3, H, W)
-    x_l = mixing.local_mix(b["x_u2"], b["x_r2"], ctx.box)
-    p_u, p_r = mixing.one_hot(b["y_u"], c), mixing.one_hot(b["y_r"], c)
-    lam_l = mixing.cutmix_label_weight(ctx.lam, ctx.box, h, w, ctx.cutmix_label)
-    wts = ctx.class_weights
-    targets = {
-        "p_g": mixing.mix_labels(p_u, p_r, ctx.lam),
-        "p_l": mixing.mix_labels(p_u, p_r, lam_l),
-        "p_g_w": mixing.mix_labels(mixing.reweight_labels(p_u, wts), mixing.reweight_labels(p_r, wts), ctx.lam),
-        "p_l_w": mixing.mix_labels(mixing.reweight_labels(p_u, wts), mixing.reweight_labels(p_r, wts), lam_l),
-    }
-    out_g, out_l = model(x_g), model(x_l)
+    x_l = mixing.local_mix(b["x_u2"], b["x_r2"], ctx.box)  # the box is pasted from the resampled batch
+    targets = mixing.glmc_targets(b["y_u"], b["y_r"], ctx.num_classes, ctx.class_weights, ctx.lam, ctx.box, h, w,
+                                  ctx.cutmix_label)
+    out_g, out_l = ctx.forward(model, (x_g, x_l))
     if balanced_softmax:
         # GLMC + BS: the re-balanced branch is a Balanced Softmax on the plain mixed labels (logits + log n_c);
         # the prior shift replaces the label re-weighting, which would otherwise compensate twice.
@@ -86,7 +92,8 @@ def _cumulative_only(model, b, ctx):
     p_u, p_r = mixing.one_hot(b["y_u"], c), mixing.one_hot(b["y_r"], c)
     targets = {"p_g": p_u, "p_l": p_r, "p_g_w": mixing.reweight_labels(p_u, wts),
                "p_l_w": mixing.reweight_labels(p_r, wts)}
-    return glmc_loss(model(b["x_u1"]), model(b["x_r1"]), targets, ctx.alpha, 0.0, ctx.reduction)
+    out_u, out_r = ctx.forward(model, (b["x_u1"], b["x_r1"]))
+    return glmc_loss(out_u, out_r, targets, ctx.alpha, 0.0, ctx.reduction)
 
 
 def _single(loss: torch.Tensor):
@@ -94,16 +101,20 @@ def _single(loss: torch.Tensor):
     return loss, {"loss_c": loss.detach(), "loss_cb": z, "loss_sim": z, "total": loss.detach()}
 
 
+def _logits(model, x, ctx) -> torch.Tensor:
+    """``fc``'s logits of one batch, through the context's forward."""
+    return ctx.forward(model, (x,))[0]["logits"]
+
+
 def _ce(model, b, ctx):
-    out = model(b["x_u1"])
-    return _single(soft_cross_entropy(out["logits"], mixing.one_hot(b["y_u"], ctx.num_classes)))
+    return _single(soft_cross_entropy(_logits(model, b["x_u1"], ctx), mixing.one_hot(b["y_u"], ctx.num_classes)))
 
 
 def _mixup(model, b, ctx):
     p = mixing.one_hot(b["y_u"], ctx.num_classes)
     perm = ctx.partner
     x = mixing.global_mix(b["x_u1"], b["x_u1"][perm], ctx.lam)
-    return _single(soft_cross_entropy(model(x)["logits"], mixing.mix_labels(p, p[perm], ctx.lam)))
+    return _single(soft_cross_entropy(_logits(model, x, ctx), mixing.mix_labels(p, p[perm], ctx.lam)))
 
 
 def _cutmix(model, b, ctx):
@@ -112,17 +123,17 @@ def _cutmix(model, b, ctx):
     h, w = b["x_u1"].shape[-2:]
     x = mixing.local_mix(b["x_u1"], b["x_u1"][perm], ctx.box)
     lam = mixing.cutmix_label_weight(ctx.lam, ctx.box, h, w, ctx.cutmix_label)
-    return _single(soft_cross_entropy(model(x)["logits"], mixing.mix_labels(p, p[perm], lam)))
+    return _single(soft_cross_entropy(_logits(model, x, ctx), mixing.mix_labels(p, p[perm], lam)))
 
 
 def _balanced_softmax(model, b, ctx):
-    return _single(ltl.balanced_softmax_loss(model(b["x_u1"])["logits"], b["y_u"], ctx.class_counts))
+    return _single(ltl.balanced_softmax_loss(_logits(model, b["x_u1"], ctx), b["y_u"], ctx.class_counts))
 
 
 def _focal_like(model, b, ctx, gamma: float, weighted: bool):
     """Focal loss (γ > 0) or cross-entropy (γ = 0), re-weighted by ``ctx.ce_weights`` when ``weighted``."""
     weights = ctx.ce_weights if weighted else None
-    return _single(ltl.focal_loss(model(b["x_u1"])["logits"], b["y_u"], gamma, weights))
+    return _single(ltl.focal_loss(_logits(model, b["x_u1"], ctx), b["y_u"], gamma, weights))
 
 
 def _cb_ce(model, b, ctx):
@@ -138,7 +149,7 @@ def _cb_focal(model, b, ctx):
 
 
 def _ldam_drw(model, b, ctx):
-    logits = model(b["x_u1"])["logits"]  # s·cos from the NormedLinear head
+    logits = _logits(model, b["x_u1"], ctx)  # s·cos from the NormedLinear head
     return _single(ltl.ldam_loss(logits, b["y_u"], ctx.ldam_margins, ctx.ldam_scale, ctx.ce_weights))
 
 
@@ -148,16 +159,18 @@ class MethodSpec:
     inference_head: str  # "fc_cb" (re-balanced) or "fc"
     cumulative: bool  # does α move weight from fc to fc_cb?
     classifier: str = "linear"  # "linear" or "cosine" (LDAM's NormedLinear as fc)
+    fast: bool = False  # does the fast path (glmc_core.fast) serve it? (its context holds no per-epoch extras)
+    partner: bool = False  # does each step draw an in-batch partner permutation (MixUp / CutMix baselines)?
 
 
 METHOD_SPECS: dict[str, MethodSpec] = {
-    "glmc": MethodSpec(_glmc_full, "fc_cb", True),
-    "glmc-no-consistency": MethodSpec(_glmc_no_consistency, "fc_cb", True),
-    "glmc-no-cumulative": MethodSpec(_glmc_no_cumulative, "fc", False),
-    "cumulative-only": MethodSpec(_cumulative_only, "fc_cb", True),
-    "ce": MethodSpec(_ce, "fc", False),
-    "mixup": MethodSpec(_mixup, "fc", False),
-    "cutmix": MethodSpec(_cutmix, "fc", False),
+    "glmc": MethodSpec(_glmc_full, "fc_cb", True, fast=True),
+    "glmc-no-consistency": MethodSpec(_glmc_no_consistency, "fc_cb", True, fast=True),
+    "glmc-no-cumulative": MethodSpec(_glmc_no_cumulative, "fc", False, fast=True),
+    "cumulative-only": MethodSpec(_cumulative_only, "fc_cb", True, fast=True),
+    "ce": MethodSpec(_ce, "fc", False, fast=True),
+    "mixup": MethodSpec(_mixup, "fc", False, partner=True),
+    "cutmix": MethodSpec(_cutmix, "fc", False, partner=True),
     # --- beyond the paper: a GLMC variant and long-tail baselines (glmc_core.longtail_losses) ---
     "glmc-bs": MethodSpec(_glmc_bs, "fc_cb", True),
     "balanced-softmax": MethodSpec(_balanced_softmax, "fc", False),

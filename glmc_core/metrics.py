@@ -1,14 +1,21 @@
-"""Top-1, per-class and many/medium/few-shot accuracy, and the confusion matrix."""
+"""Top-1, per-class and many/medium/few-shot accuracy, the confusion matrix, and a model's predictions."""
 
 from __future__ import annotations
 
-from typing import Sequence
+import math
+import re
+from typing import Iterable, Sequence
 
 import numpy as np
+import torch
 
 from .data.longtail import GROUPS
+from .data.streams import eval_batches
 
-__all__ = ["confusion_matrix", "per_class_accuracy", "group_accuracy", "summarize"]
+__all__ = ["confusion_matrix", "per_class_accuracy", "group_accuracy", "summarize", "predict", "evaluate",
+           "format_number", "MISSING"]
+
+MISSING = "n/a"  # how every table and log line prints a number that does not exist (e.g. an empty group)
 
 
 def confusion_matrix(targets: Sequence[int], preds: Sequence[int], num_classes: int) -> np.ndarray:
@@ -46,3 +53,42 @@ def summarize(targets, preds, num_classes: int, groups: np.ndarray) -> dict:
         **{g: (None if v is None else 100.0 * v) for g, v in groups_acc.items()},
         "per_class": [None if np.isnan(a) else round(100.0 * float(a), 4) for a in acc],
     }
+
+
+@torch.no_grad()
+def predict(model, split, cfg, data, device, features: bool = False,
+            batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None):
+    """Targets, predictions (and optionally penultimate features) of ``model`` on ``split``, as numpy arrays.
+
+    ``batches``: normalised ``(x, y)`` device batches to use instead of
+    :func:`~glmc_core.data.streams.eval_batches` (the fast path's cached copy of the split).
+    Predictions go through the model's inference head; results come back to the host once.
+    """
+    model.eval()
+    ys, ps, fs = [], [], []
+    for x, y in (batches if batches is not None else eval_batches(split, cfg, device, data.mean, data.std)):
+        if features:
+            r = model.encoder(x)
+            logits = (model.fc_cb if model.inference_head == "fc_cb" else model.fc)(r)
+            fs.append(r.float())
+        else:
+            logits = model.predict(x)
+        ys.append(y)
+        ps.append(logits.argmax(1))
+    t, p = torch.cat(ys).cpu().numpy(), torch.cat(ps).cpu().numpy()
+    return (t, p, torch.cat(fs).cpu().numpy()) if features else (t, p)
+
+
+def evaluate(model, split, cfg, data, device) -> dict:
+    """Top-1, many/medium/few and per-class accuracy (percent) on ``split``, through the inference head."""
+    t, p = predict(model, split, cfg, data, device)
+    return summarize(t, p, data.num_classes, data.groups)
+
+
+def format_number(value, spec: str = ".1f", missing: str = MISSING) -> str:
+    """``value`` formatted with ``spec`` (e.g. ``"5.1f"``); None or NaN print as ``missing``, padded to the
+    same width, so columns of log lines and tables stay aligned."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        width = re.match(r"\d*", spec).group()
+        return f"{missing:>{width}}" if width else missing
+    return format(value, spec)

@@ -19,7 +19,7 @@ mixing functions themselves take λ and the box as arguments.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from typing import NamedTuple, Sequence, Union
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ __all__ = [
     "class_weights",
     "reweight_labels",
     "cutmix_label_weight",
+    "glmc_targets",
 ]
 
 
@@ -85,29 +86,42 @@ def sample_box(rng: np.random.Generator, height: int, width: int, lam: float) ->
     return Box(y0, y1, x0, x1)
 
 
-def box_mask(height: int, width: int, box: Box, device=None) -> torch.Tensor:
+BoxLike = Union[Box, torch.Tensor]  # a Box, or a (4,) long tensor y0, y1, x0, x1 (the fast path's, on the device)
+
+
+def box_mask(height: int, width: int, box: BoxLike, device=None) -> torch.Tensor:
     """The paper's ``M``: a ``(1, 1, H, W)`` float mask, 0 inside the box and 1 outside."""
-    mask = torch.ones(1, 1, height, width, device=device)
-    mask[..., box.y0 : box.y1, box.x0 : box.x1] = 0.0
-    return mask
+    return (~_in_box(box, height, width, device)).float()[None, None]
 
 
-def box_area_fraction(box: Box, height: int, width: int) -> float:
-    """Fraction of the image covered by the (clipped) box."""
+def _in_box(box: BoxLike, height: int, width: int, device=None) -> torch.Tensor:
+    """``(H, W)`` bool, True inside the box; for a tensor box no value is read back to the host."""
+    box_t = box if isinstance(box, torch.Tensor) else torch.tensor(tuple(box), device=device)
+    rows = torch.arange(height, device=box_t.device)
+    cols = torch.arange(width, device=box_t.device)
+    in_rows = (rows >= box_t[0]) & (rows < box_t[1])
+    in_cols = (cols >= box_t[2]) & (cols < box_t[3])
+    return in_rows[:, None] & in_cols[None, :]
+
+
+def box_area_fraction(box: BoxLike, height: int, width: int):
+    """Fraction of the image covered by the (clipped) box (a float, or a 0-d float64 tensor for a tensor box)."""
+    if isinstance(box, torch.Tensor):
+        return ((box[1] - box[0]) * (box[3] - box[2])).double() / float(height * width)
     return box.area / float(height * width)
 
 
-def cutmix_label_weight(lam: float, box: Box, height: int, width: int, mode: str = "area") -> float:
+def cutmix_label_weight(lam, box: BoxLike, height: int, width: int, mode: str = "area"):
     """Weight of the *uniform* sample in the local mixture's label.
 
     ``mode="area"`` (default) uses the unpasted area ``1 − |box|/(H·W)``, which is what
     the image really contains after clipping; ``mode="lambda"`` uses λ itself, as the
-    authors' code does.
+    authors' code does. ``lam`` and ``box`` may be host values or device tensors.
     """
     if mode == "area":
         return 1.0 - box_area_fraction(box, height, width)
     if mode == "lambda":
-        return float(lam)
+        return lam if isinstance(lam, torch.Tensor) else float(lam)
     raise ValueError(f"cutmix label mode must be 'area' or 'lambda', got {mode!r}")
 
 
@@ -116,11 +130,12 @@ def global_mix(x_u: torch.Tensor, x_r: torch.Tensor, lam) -> torch.Tensor:
     return lam * x_u + (1.0 - lam) * x_r
 
 
-def local_mix(x_u: torch.Tensor, x_r: torch.Tensor, box: Box) -> torch.Tensor:
-    """CutMix: ``x_u`` with the box region replaced by the same region of ``x_r``."""
-    x_l = x_u.clone()
-    x_l[..., box.y0 : box.y1, box.x0 : box.x1] = x_r[..., box.y0 : box.y1, box.x0 : box.x1]
-    return x_l
+def local_mix(x_u: torch.Tensor, x_r: torch.Tensor, box: BoxLike) -> torch.Tensor:
+    """CutMix: ``x_u`` with the box region replaced by the same region of ``x_r``.
+
+    ``box``: a :class:`Box`, or a ``(4,)`` tensor (static shapes whatever the box: capturable).
+    """
+    return torch.where(_in_box(box, x_u.shape[-2], x_u.shape[-1], x_u.device), x_r, x_u)
 
 
 def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -155,3 +170,19 @@ def class_weights(class_counts: Sequence[int] | torch.Tensor, k: float) -> torch
 def reweight_labels(p: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Re-weighted soft labels: each one-hot (or soft) row multiplied by the class weights."""
     return p * weights.to(p.device, p.dtype)
+
+
+def glmc_targets(y_u: torch.Tensor, y_r: torch.Tensor, num_classes: int, weights: torch.Tensor, lam, box: BoxLike,
+                 height: int, width: int, cutmix_label: str = "area") -> dict[str, torch.Tensor]:
+    """The four soft targets of a GLMC step, each ``(B, C)``.
+
+    ``p_g``/``p_l``: the global/local mixture's soft label (the local one weighted by
+    :func:`cutmix_label_weight`); ``p_g_w``/``p_l_w``: the same mixtures of the re-weighted
+    one-hot rows (the re-balanced branch's targets). ``lam`` and ``box`` may be host values
+    or device tensors (the fast path's captured step).
+    """
+    p_u, p_r = one_hot(y_u, num_classes), one_hot(y_r, num_classes)
+    pw_u, pw_r = reweight_labels(p_u, weights), reweight_labels(p_r, weights)
+    lam_l = cutmix_label_weight(lam, box, height, width, cutmix_label)
+    return {"p_g": mix_labels(p_u, p_r, lam), "p_l": mix_labels(p_u, p_r, lam_l),
+            "p_g_w": mix_labels(pw_u, pw_r, lam), "p_l_w": mix_labels(pw_u, pw_r, lam_l)}

@@ -6,7 +6,9 @@ optional ``ax`` to draw into (then they return ``ax.figure``). Figures are built
 shown twice in a notebook; show one with ``display(fig)`` or save it with ``fig.savefig``.
 
 Colours: many / medium / few always use the same three colour-blind-safe colours
-(Okabe–Ito blue, green, vermillion); classes use ``tab10``/``tab20`` and ``turbo`` beyond 20.
+(:data:`GROUP_COLORS`: Okabe–Ito blue, green, vermillion), in every figure of the package, the
+notebooks' included; classes use ``tab10``/``tab20`` and ``turbo`` beyond 20. Accuracies are
+always in percent.
 """
 
 from __future__ import annotations
@@ -19,17 +21,19 @@ from matplotlib.ticker import MaxNLocator, NullLocator
 
 from .data.longtail import GROUPS
 
-__all__ = ["GROUP_COLORS", "class_colors", "plot_learning_curves", "plot_group_curves", "plot_umap",
-           "plot_confusion", "plot_per_class_accuracy", "plot_group_bars", "plot_weight_norms", "plot_comparison",
-           "plot_per_class_comparison", "plot_weight_norm_comparison"]
+__all__ = ["GROUP_COLORS", "TOP1_COLOR", "figure_axes", "class_colors", "plot_learning_curves", "plot_group_curves",
+           "plot_umap", "plot_confusion", "plot_per_class_accuracy", "plot_group_bars", "plot_weight_norms",
+           "plot_comparison", "plot_per_class_comparison", "plot_weight_norm_comparison"]
 
-GROUP_COLORS = {"many": "#0072B2", "medium": "#009E73", "few": "#D55E00"}
+GROUP_COLORS = {"many": "#0072B2", "medium": "#009E73", "few": "#D55E00"}  # the package's one palette for groups
+TOP1_COLOR = "#333333"  # all classes together
 TERM_LABELS = {"loss_c": "L_c  (fc head)", "loss_cb": "L_cb  (fc_cb head, re-weighted labels)",
                "loss_sim": "L_sim  (consistency)", "total": "total"}
 RUN_STYLES = ("-", "--", ":", "-.")
 
 
-def _axes(ax, figsize=(6.4, 4.2)):
+def figure_axes(ax=None, figsize=(6.4, 4.2)):
+    """``(figure, axes)``: ``ax`` and its figure, or a new one-panel :class:`Figure` (no pyplot)."""
     if ax is not None:
         return ax.figure, ax
     fig = Figure(figsize=figsize, layout="constrained")
@@ -54,7 +58,7 @@ def _epochs(history: Sequence[dict]) -> np.ndarray:
 def plot_group_curves(history: Sequence[dict], ax=None, label: str | None = None, linestyle: str = "-",
                       title: str | None = "Test accuracy by group", legend_below: bool = False) -> Figure:
     """Top-1 and many / medium / few accuracy (percent) over epochs."""
-    fig, ax = _axes(ax)
+    fig, ax = figure_axes(ax)
     if history:
         ep = _epochs(history)
         prefix = f"{label}: " if label else ""
@@ -123,7 +127,7 @@ def plot_umap(embedding: np.ndarray, labels: np.ndarray, class_names: Sequence[s
     ``labels`` are the points' classes; ``groups`` the group of each class (needed for
     ``color_by="group"``); ``counts`` adds each class's training count to the legend.
     """
-    fig, ax = _axes(ax, (6.4, 5))
+    fig, ax = figure_axes(ax, (6.4, 5))
     labels = np.asarray(labels)
     if color_by == "class":
         colors = class_colors(len(class_names))
@@ -159,7 +163,7 @@ def plot_confusion(cm: np.ndarray, class_names: Sequence[str], counts: np.ndarra
                    colorbar: bool = True) -> Figure:
     """Row-normalised confusion matrix: row = true class, column = predicted class."""
     n = len(class_names)
-    fig, ax = _axes(ax, (max(5.0, 0.45 * n + 2.5), max(4.2, 0.4 * n + 1.8)))
+    fig, ax = figure_axes(ax, (max(5.0, 0.45 * n + 2.5), max(4.2, 0.4 * n + 1.8)))
     cm = np.asarray(cm, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
         norm = np.nan_to_num(cm / cm.sum(axis=1, keepdims=True))
@@ -212,15 +216,16 @@ def _count_axis(ax, counts: np.ndarray, class_names: Sequence[str] | None,
         top.xaxis.set_minor_locator(NullLocator())
 
 
-def plot_per_class_accuracy(per_class: np.ndarray, counts: np.ndarray, class_names: Sequence[str] | None = None,
-                            thresholds: tuple[int, int] | None = None, ax=None, label: str | None = None,
-                            linestyle: str = "-", color: str | None = None,
+def plot_per_class_accuracy(per_class: Sequence[float | None], counts: Sequence[int],
+                            class_names: Sequence[str] | None = None, thresholds: tuple[int, int] | None = None,
+                            ax=None, label: str | None = None, linestyle: str = "-", color: str | None = None,
                             title: str | None = "Per-class accuracy vs training images") -> Figure:
-    """Accuracy (percent) of each class against its training count (log x), classes as points."""
-    fig, ax = _axes(ax)
+    """Accuracy of each class in percent (as in ``metrics.summarize``'s ``per_class``; None: no test images)
+    against its training count (log x), classes as points; ``thresholds`` ``(few, many)`` shade the groups."""
+    fig, ax = figure_axes(ax)
     counts = np.asarray(counts)
     order = np.argsort(counts)
-    acc = 100 * np.asarray(per_class, dtype=float)
+    acc = np.array([np.nan if a is None else a for a in per_class], dtype=float)
     if not ax.lines:  # decorate once when several runs share the axes
         _count_axis(ax, counts, class_names, thresholds)
     ax.plot(counts[order], acc[order], linestyle, marker="o", ms=5, color=color, label=label)
@@ -237,7 +242,7 @@ def plot_weight_norms(norms: dict[str, np.ndarray], counts: np.ndarray, class_na
                       ax=None, label: str | None = None, heads: Sequence[str] | None = None,
                       title: str | None = "Classifier weight norm per class") -> Figure:
     """‖W_c‖ of each head's class weights against the class's training count (log x)."""
-    fig, ax = _axes(ax)
+    fig, ax = figure_axes(ax)
     counts = np.asarray(counts)
     order = np.argsort(counts)
     if not ax.lines:
@@ -257,7 +262,7 @@ def plot_weight_norms(norms: dict[str, np.ndarray], counts: np.ndarray, class_na
 
 def plot_group_bars(rows: Sequence[dict], ax=None, title: str | None = "Accuracy by group") -> Figure:
     """Grouped bars: all / many / medium / few for each run (rows as from ``analysis.results_rows``)."""
-    fig, ax = _axes(ax, (max(6.4, 1.6 + 1.2 * len(rows)), 4.2))
+    fig, ax = figure_axes(ax, (max(6.4, 1.6 + 1.2 * len(rows)), 4.2))
     keys = ("top1", *GROUPS)
     x = np.arange(len(keys))
     width = 0.8 / max(len(rows), 1)
@@ -302,11 +307,11 @@ def plot_comparison(evals: Sequence, umaps: Sequence | None = None) -> Figure:
 
 def plot_per_class_comparison(evals: Sequence, ax=None) -> Figure:
     """Per-class accuracy vs count for several runs on one axes."""
-    fig, ax = _axes(ax, (7.5, 4.5))
+    fig, ax = figure_axes(ax, (7.5, 4.5))
     for i, ev in enumerate(evals):
         cfg = ev.run.config
-        plot_per_class_accuracy(ev.per_class, ev.counts, ev.classes, (cfg.few_threshold, cfg.many_threshold), ax=ax,
-                                label=f"{ev.run.name} ({ev.run.method})", linestyle=RUN_STYLES[i % 4])
+        plot_per_class_accuracy(100 * ev.per_class, ev.counts, ev.classes, (cfg.few_threshold, cfg.many_threshold),
+                                ax=ax, label=f"{ev.run.name} ({ev.run.method})", linestyle=RUN_STYLES[i % 4])
     return fig
 
 

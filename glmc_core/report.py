@@ -73,7 +73,7 @@ def write_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, 
               out / f"{n}-curves.png", written)
         _save(plots.plot_confusion(ev.confusion, ev.classes, ev.counts, title=f"{n}: confusion (rows sum to 1)"),
               out / f"{n}-confusion.png", written)
-        _save(plots.plot_per_class_accuracy(ev.per_class, ev.counts, ev.classes,
+        _save(plots.plot_per_class_accuracy(100 * ev.per_class, ev.counts, ev.classes,
                                             (cfg.few_threshold, cfg.many_threshold), title=f"{n}: per-class accuracy"),
               out / f"{n}-per-class.png", written)
         _save(plots.plot_weight_norms(ev.norms, ev.counts, ev.classes, heads=trained_heads(cfg.method),

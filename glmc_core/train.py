@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -33,16 +34,16 @@ from .checkpoint import (
 )
 from .config import Config
 from .data import LongTailData, prepare_data
-from .data.streams import TensorStream, eval_batches, make_train_stream
+from .data.streams import TensorStream, make_train_stream
 from .errors import GLMCError
-from .fast import fast_path_reason, maybe_fast_runner
+from .fast import FastRunner, fast_path_reason, maybe_fast_runner
 from .losses import alpha_schedule
 from .methods import METHOD_SPECS, StepContext, build_method_model, method_extras, step_loss
-from .metrics import summarize
+from .metrics import evaluate, format_number, predict
 
-__all__ = ["resolve_device", "lr_at", "TrainState", "build_state", "train_one_epoch", "evaluate", "fit",
-           "NonFiniteLoss", "Callback", "set_deterministic", "RESUME_OVERRIDES", "FAST_CHECKPOINT_EVERY",
-           "checkpoint_interval"]
+__all__ = ["resolve_device", "lr_at", "TrainState", "build_state", "train_one_epoch", "evaluate", "predict", "fit",
+           "NonFiniteLoss", "Callback", "set_deterministic", "RESUME_OVERRIDES", "train_or_reuse",
+           "FAST_CHECKPOINT_EVERY", "checkpoint_interval"]
 
 Callback = Callable[[str, dict], None]  # callback(event, payload); events: "step", "epoch_end", "stopped", "end"
 
@@ -130,7 +131,7 @@ class TrainState:
     saved_epoch: int = 0  # the epoch that checkpoint.pt holds (behind ``epoch`` between sparse checkpoints)
     history: list[dict] = field(default_factory=list)
     best: dict | None = None
-    fast: object = None  # glmc_core.fast.FastRunner, False for the reference step, None: not chosen yet
+    fast: FastRunner | None = None  # the fast path's runner (chosen once, by fit); None: the reference step
     dist: distributed.DistEnv = field(default_factory=distributed.DistEnv)  # this process's place in a torchrun job
     ddp: torch.nn.Module | None = None  # the DistributedDataParallel wrapper of ``model`` (several processes)
 
@@ -193,51 +194,38 @@ def _emit(callbacks: Iterable[Callback], event: str, payload: dict) -> None:
 
 
 def train_one_epoch(state: TrainState, callbacks: Iterable[Callback] = (), stop: Callable[[], bool] | None = None,
-                    step_every: int = 10, check_every_step: bool | None = None,
-                    stop_gradient: bool = True) -> dict | None:
+                    step_every: int = 10, check_every_step: bool | None = None) -> dict | None:
     """Train ``state.model`` for one epoch; returns the epoch's mean loss terms (None if stopped).
 
-    A NaN or infinite loss raises :class:`NonFiniteLoss` naming the epoch and step. With
-    ``check_every_step`` (default: on the CPU only) it is caught at once; otherwise the first
-    bad step is recorded on the device and reported at the epoch's end, with no host sync per step.
-    ``stop_gradient=False`` drops the stop-gradient of ``L_sim`` (notebook 03's collapse demonstration only).
+    The step is ``state.fast``'s captured one when :func:`fit` chose the fast path, else the
+    reference step below. A NaN or infinite loss raises :class:`NonFiniteLoss` naming the epoch
+    and step. With ``check_every_step`` (default: on the CPU only) it is caught at once; otherwise
+    the first bad step is recorded on the device and reported at the epoch's end, with no host
+    sync per step.
     """
-    cfg, epoch, model = state.cfg, state.epoch, state.model
-    spec = METHOD_SPECS[cfg.method]
-    alpha = alpha_schedule(epoch, cfg.epochs, cfg.alpha_schedule, cfg.alpha_constant) if spec.cumulative else 1.0
+    cfg, epoch = state.cfg, state.epoch
+    alpha = alpha_schedule(epoch, cfg.epochs, cfg.alpha_schedule, cfg.alpha_constant) \
+        if METHOD_SPECS[cfg.method].cumulative else 1.0
     lr = lr_at(epoch, cfg)
     for group in state.optimizer.param_groups:
         group["lr"] = lr
-    model.train()
-    if state.fast is None:  # the fast path (glmc_core/fast.py) where it applies: same maths, captured step
-        state.fast = maybe_fast_runner(state) or False
-    if state.fast and stop_gradient:  # the captured step always stops the gradient
+    state.model.train()
+    if state.fast is not None:  # the fast path (glmc_core/fast.py): same maths, one captured step
         out = state.fast.run_epoch(state, alpha, lr, callbacks, stop, step_every)
         if out is None:
             return None
         steps, lam_sum = out.pop("steps"), out.pop("lambda_sum")
         return _epoch_means(state, out, steps, lam_sum, alpha, lr)
-    net = state.ddp if state.ddp is not None else model  # DDP averages the gradients over processes
+    net = state.ddp if state.ddp is not None else state.model  # DDP averages the gradients over processes
     sums: dict[str, torch.Tensor] = {}
     lam_sum, steps = 0.0, 0
     eager = state.device.type == "cpu" if check_every_step is None else check_every_step
     first_bad = torch.zeros((), dtype=torch.long, device=state.device)  # 1-based step of the first bad loss
     extras = method_extras(cfg, state.data.counts, epoch, state.device)  # CB / DRW weights, LDAM margins
-    bar = state.stream
-    if cfg.progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(state.stream, total=len(state.stream), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
-    for batch in bar:
+    for batch in _progress(state):
         if stop is not None and stop():
             return None
-        b, _, h, w = batch["x_u1"].shape
-        lam = mixing.sample_lambda(state.np_rng, cfg.beta, cfg.authors_beta)
-        box = mixing.sample_box(state.np_rng, h, w, lam)
-        partner = torch.from_numpy(state.np_rng.permutation(b)).to(state.device) if cfg.method in (
-            "mixup", "cutmix") else None
-        ctx = StepContext(lam, box, alpha, cfg.gamma, state.class_weights, state.data.num_classes, cfg.cutmix_label,
-                          cfg.loss_reduction, partner, stop_gradient, **extras)
+        ctx = _step_context(state, batch, alpha, extras)
         loss, terms = step_loss(cfg.method, net, batch, ctx)
         if eager:  # reading a CPU scalar is free: stop at once
             if not bool(torch.isfinite(loss)):
@@ -249,12 +237,34 @@ def train_one_epoch(state: TrainState, callbacks: Iterable[Callback] = (), stop:
         state.optimizer.step()
         for k, v in terms.items():
             sums[k] = sums[k] + v if k in sums else v.clone()
-        lam_sum += lam
+        lam_sum += ctx.lam
         steps += 1
         if callbacks and steps % step_every == 0:
             _emit(callbacks, "step", {"epoch": epoch + 1, "step": steps, "steps": len(state.stream),
                                       **{k: float(v) for k, v in terms.items()}})
     return _epoch_means(state, sums, steps, lam_sum, alpha, lr, first_bad)
+
+
+def _progress(state: TrainState) -> Iterable[dict]:
+    """The epoch's batches, behind a progress bar when ``cfg.progress``."""
+    if not state.cfg.progress:
+        return state.stream
+    from tqdm.auto import tqdm
+
+    return tqdm(state.stream, total=len(state.stream), desc=f"epoch {state.epoch + 1}/{state.cfg.epochs}",
+                leave=False)
+
+
+def _step_context(state: TrainState, batch: dict, alpha: float, extras: dict) -> StepContext:
+    """This step's λ, box (and partner permutation) from the run's numpy generator, in a fixed order."""
+    cfg = state.cfg
+    b, _, h, w = batch["x_u1"].shape
+    lam = mixing.sample_lambda(state.np_rng, cfg.beta, cfg.authors_beta)
+    box = mixing.sample_box(state.np_rng, h, w, lam)
+    partner = torch.from_numpy(state.np_rng.permutation(b)).to(state.device) \
+        if METHOD_SPECS[cfg.method].partner else None
+    return StepContext(lam, box, alpha, cfg.gamma, state.class_weights, state.data.num_classes, cfg.cutmix_label,
+                       cfg.loss_reduction, partner, cfg.stop_gradient, **extras)
 
 
 def _epoch_means(state: TrainState, sums: dict, steps: int, lam_sum: float, alpha: float, lr: float,
@@ -286,43 +296,14 @@ def _weights_finite(model: torch.nn.Module) -> bool:
     return bool(torch.stack(flags).all()) if flags else True
 
 
-@torch.no_grad()
-def predict(model, split, cfg: Config, data: LongTailData, device, features: bool = False):
-    """Targets, predictions (and optionally penultimate features) of ``model`` on ``split``."""
-    model.eval()
-    ys, ps, fs = [], [], []
-    for x, y in eval_batches(split, cfg, device, data.mean, data.std):
-        if features:
-            r = model.encoder(x)
-            head = model.fc_cb if model.inference_head == "fc_cb" else model.fc
-            logits = head(r)
-            fs.append(r.float().cpu())
-        else:
-            logits = model.predict(x)
-        ys.append(y.cpu())
-        ps.append(logits.argmax(1).cpu())
-    t, p = torch.cat(ys).numpy(), torch.cat(ps).numpy()
-    return (t, p, torch.cat(fs).numpy()) if features else (t, p)
-
-
-def evaluate(model, split, cfg: Config, data: LongTailData, device) -> dict:
-    """Top-1, many/medium/few and per-class accuracy (percent) on ``split``, through the inference head."""
-    t, p = predict(model, split, cfg, data, device)
-    return summarize(t, p, data.num_classes, data.groups)
-
-
 def _evaluate_split(state: TrainState, split) -> dict:
     """:func:`evaluate` through the fast path's cached device copy, or sharded over processes."""
-    if state.fast:
+    if state.fast is not None:
         result = state.fast.evaluate(split, state)
         if result is not None:
             return result
     if state.dist.active:
-        idx = np.arange(state.dist.rank, len(split), state.dist.world_size)
-        t, p = predict(state.model, split.subset(idx), state.cfg, state.data, state.device) if len(idx) else \
-            (np.zeros(0, np.int64), np.zeros(0, np.int64))
-        t, p = state.dist.gather_predictions(t, p)
-        return summarize(t, p, state.data.num_classes, state.data.groups)
+        return state.dist.evaluate(state.model, split, state.cfg, state.data, state.device)
     return evaluate(state.model, split, state.cfg, state.data, state.device)
 
 
@@ -351,48 +332,19 @@ def fit(cfg: Config | None = None, *, data: LongTailData | None = None, resume: 
     Under ``torchrun`` with several processes, each trains a DDP replica (see
     :mod:`glmc_core.distributed`) and only rank 0 writes the run folder and logs.
     """
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    log = log or _to_stderr
     env = distributed.from_environ()
+    cfg, ck, run_dir, loader = _run_config(cfg, resume, overrides, device, loader, log)
     callbacks = list(callbacks)
-    overrides = {**(overrides or {}), **({"device": device} if device is not None else {})}
-    ck, run_dir = None, None
-    if resume is not None:
-        ck, cfg, run_dir = open_run(resume, log)
-        loader = ck.get("loader", loader) if ck is not None else loader
-        refused = sorted(set(overrides) - set(RESUME_OVERRIDES))
-        if refused:
-            raise GLMCError(f"a resumed run keeps its own settings, so {', '.join(refused)} cannot change; "
-                            f"start a new run for that")
-    elif cfg is None:
-        raise GLMCError("fit needs a config or a run folder to resume")
-    if overrides:
-        cfg = cfg.replace(**overrides)
     if env.active:  # one replica per process; rank 0 alone writes and talks
         cfg = distributed.setup(cfg, env)
-        save = save and env.is_main
-        log = log if env.is_main else (lambda msg: None)
-        callbacks = callbacks if env.is_main else []
+        save, log, callbacks = save and env.is_main, log if env.is_main else _silent, callbacks if env.is_main else []
     state = build_state(cfg, data, loader)
     for note in state.data.notes:  # e.g. skipped non-image files
         log(f"data: {note}")
-    if run_dir is not None:
-        state.run_dir = run_dir
-        if save:
-            remove_stale_temporaries(run_dir)
-        if ck is not None:
-            if not state.load_checkpoint_dict(ck, str(resume)):
-                log(f"note: {run_dir} was saved on another kind of device; its augmentation random stream "
-                    f"starts afresh, so the continued run is not bit-identical to an uninterrupted one")
-            log(f"resuming {run_dir} after epoch {state.epoch} of {cfg.epochs}" if state.epoch < cfg.epochs
-                else f"{run_dir} already finished its {cfg.epochs} epochs")
-    elif save:
-        state.run_dir = new_run_dir(cfg)
-        write_text_atomic(state.run_dir / "config.json", cfg.to_json() + "\n")
+    _open_run_folder(state, ck, run_dir, resume, save, log)
     distributed.attach(state, env)
-    state.fast = maybe_fast_runner(state, fast) or False  # after the checkpoint: the runner holds optimiser buffers
-    if state.fast:
-        state.fast.log = log
-    log(f"training on {_device_label(state.device)}: {_path_label(state, fast)}")
+    state.fast = _choose_runner(state, fast, log)  # after the checkpoint: the runner holds optimiser buffers
     try:
         if save and state.run_dir is not None:  # metrics.jsonl always mirrors the checkpoint's history
             write_text_atomic(state.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state.history))
@@ -409,24 +361,73 @@ def fit(cfg: Config | None = None, *, data: LongTailData | None = None, resume: 
     return state
 
 
+def _to_stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _silent(_msg: str) -> None:
+    pass
+
+
+def _run_config(cfg: Config | None, resume, overrides: dict | None, device: str | None, loader: str,
+                log: Callable[[str], None]):
+    """``(cfg, checkpoint or None, run folder or None, loader)``: a new run's config, or a resumed run's own."""
+    overrides = {**(overrides or {}), **({"device": device} if device is not None else {})}
+    ck, run_dir = None, None
+    if resume is not None:
+        ck, cfg, run_dir = open_run(resume, log)
+        loader = ck.get("loader", loader) if ck is not None else loader
+        refused = sorted(set(overrides) - set(RESUME_OVERRIDES))
+        if refused:
+            raise GLMCError(f"a resumed run keeps its own settings, so {', '.join(refused)} cannot change; "
+                            f"start a new run for that")
+    elif cfg is None:
+        raise GLMCError("fit needs a config or a run folder to resume")
+    return (cfg.replace(**overrides) if overrides else cfg), ck, run_dir, loader
+
+
+def _open_run_folder(state: TrainState, ck: dict | None, run_dir: Path | None, resume, save: bool,
+                     log: Callable[[str], None]) -> None:
+    """A resumed run: its folder and checkpoint restored; a new one: a new folder with config.json."""
+    cfg = state.cfg
+    if run_dir is None:
+        if save:
+            state.run_dir = new_run_dir(cfg)
+            write_text_atomic(state.run_dir / "config.json", cfg.to_json() + "\n")
+        return
+    state.run_dir = run_dir
+    if save:
+        remove_stale_temporaries(run_dir)
+    if ck is not None:
+        if not state.load_checkpoint_dict(ck, str(resume)):
+            log(f"note: {run_dir} was saved on another kind of device; its augmentation random stream "
+                f"starts afresh, so the continued run is not bit-identical to an uninterrupted one")
+        log(f"resuming {run_dir} after epoch {state.epoch} of {cfg.epochs}" if state.epoch < cfg.epochs
+            else f"{run_dir} already finished its {cfg.epochs} epochs")
+
+
+def _choose_runner(state: TrainState, fast: bool | None, log: Callable[[str], None]) -> FastRunner | None:
+    """The fast path's runner where it applies and is wanted (else None: the reference step); logs which."""
+    runner = maybe_fast_runner(state, fast)
+    if runner is not None:
+        runner.log = log
+        label = runner.describe()
+    else:
+        where = "on the GPU" if state.device.type == "cuda" else "in memory"
+        batches = "a DataLoader (PIL transforms)" if state.loader == "dataloader" else f"tensors {where}"
+        label = f"the reference step, batches from {batches}"
+        wanted = fast is True or (fast is None and state.cfg.fast and state.device.type == "cuda")
+        reason = fast_path_reason(state) if wanted else None
+        if reason:  # asked for, refused: say why, never fall back silently
+            label += f" (no fast path: {reason})"
+    log(f"training on {_device_label(state.device)}: {label}")
+    return runner
+
+
 def _device_label(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return str(device)
-
-
-def _path_label(state: TrainState, fast: bool | None) -> str:
-    """Which training step runs, and why not the fast one where a user might expect it."""
-    if state.fast:
-        return state.fast.describe()
-    where = "on the GPU" if state.device.type == "cuda" else "in memory"
-    batches = "a DataLoader (PIL transforms)" if state.loader == "dataloader" else f"tensors {where}"
-    label = f"the reference step, batches from {batches}"
-    if state.device.type == "cuda" and state.cfg.fast and fast is not False:
-        reason = fast_path_reason(state)
-        if reason:
-            label += f" (no fast path: {reason})"
-    return label
 
 
 def _train_epochs(state: TrainState, callbacks: list, stop, save: bool, log: Callable[[str], None]) -> None:
@@ -493,11 +494,38 @@ def _finish(state: TrainState, callbacks: list, save: bool) -> None:
     _emit(callbacks, "end", summary)
 
 
-def _fmt(v) -> str:
-    return "  n/a" if v is None else f"{v:5.1f}"
-
-
 def _epoch_line(r: dict, epochs: int) -> str:
-    return (f"epoch {r['epoch']:>3}/{epochs}  top1 {r['top1']:5.2f}  many {_fmt(r['many'])}  "
-            f"medium {_fmt(r['medium'])}  few {_fmt(r['few'])}  loss {r['total']:.3f}  "
-            f"alpha {r['alpha']:.2f}  {r['seconds']:.1f}s")
+    many, medium, few = (format_number(r[g], "5.1f") for g in ("many", "medium", "few"))
+    return (f"epoch {r['epoch']:>3}/{epochs}  top1 {r['top1']:5.2f}  many {many}  medium {medium}  few {few}  "
+            f"loss {r['total']:.3f}  alpha {r['alpha']:.2f}  {r['seconds']:.1f}s")
+
+
+def train_or_reuse(cfg: Config, *, data: LongTailData | None = None, retrain: bool = False,
+                   callbacks: Iterable[Callback] = (), stop: Callable[[], bool] | None = None,
+                   log: Callable[[str], None] | None = None) -> Path:
+    """The run folder ``cfg.out / cfg.run_name``: trained if missing, resumed if unfinished, reused if finished.
+
+    A folder that holds a run of another configuration (beyond where and how it runs:
+    :data:`RESUME_OVERRIDES`) is refused; ``retrain`` deletes the folder first.
+    """
+    log = log or _to_stderr
+    if not cfg.run_name:
+        raise GLMCError("train_or_reuse needs a config with a run_name")
+    run_dir = Path(cfg.out) / cfg.run_name
+    if retrain and run_dir.exists():
+        shutil.rmtree(run_dir)
+    if not (run_dir / "checkpoint.pt").is_file():
+        if run_dir.exists():  # an empty or broken folder from an interrupted start
+            shutil.rmtree(run_dir)
+        fit(cfg, data=data, callbacks=callbacks, stop=stop, log=log)
+        return run_dir
+    ck, saved, _ = open_run(run_dir, log)
+    free = (*RESUME_OVERRIDES, "out", "run_name")
+    if {k: v for k, v in saved.to_dict().items() if k not in free} != \
+            {k: v for k, v in cfg.to_dict().items() if k not in free}:
+        raise GLMCError(f"{run_dir} holds a run with another configuration; choose another folder or retrain it")
+    if int(ck["epoch"]) >= saved.epochs:
+        log(f"{run_dir} is already trained: reusing it (retrain=True trains it again)")
+    else:
+        fit(resume=run_dir, data=data, device=cfg.device, callbacks=callbacks, stop=stop, log=log)
+    return run_dir

@@ -176,3 +176,32 @@ def test_stale_temporaries_are_removed(tmp_path, state_dict):
         p.write_bytes(b"half")
     assert sorted(remove_stale_temporaries(tmp_path)) == sorted(stale)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
+
+
+def test_load_model_gives_the_saved_weights_and_refuses_other_data(tmp_path):
+    state = build_state(tiny_config())
+    save_checkpoint(state.checkpoint_dict(), tmp_path / "checkpoint.pt")
+    model = ckpt.load_model(tmp_path / "checkpoint.pt", state.data)
+    assert not model.training
+    for (name, a), b in zip(model.state_dict().items(), state.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    other = build_state(tiny_config()).data
+    other.classes = [str(c) for c in range(9)] + ["ten"]
+    with pytest.raises(GLMCError) as exc:
+        ckpt.load_model(tmp_path / "checkpoint.pt", other)
+    assert "class 9 is '9' there, 'ten' here" in one_line(exc)
+
+
+def test_a_checkpoint_written_before_the_stop_gradient_field_still_loads_and_resumes(tmp_path):
+    """Checkpoints from before ``Config.stop_gradient`` existed have no such key: they load with the default."""
+    state = build_state(tiny_config())
+    ck = state.checkpoint_dict()
+    del ck["config"]["stop_gradient"]  # as the earlier version wrote it
+    save_checkpoint(ck, tmp_path / "checkpoint.pt")
+    model = ckpt.load_model(tmp_path / "checkpoint.pt", state.data)
+    assert torch.equal(model.fc.weight, state.model.fc.weight)
+    loaded, cfg, _ = open_run(tmp_path / "checkpoint.pt", log=lambda m: None)
+    assert cfg.stop_gradient is True and cfg == state.cfg
+    resumed = build_state(cfg)
+    resumed.load_checkpoint_dict(loaded)
+    assert torch.equal(resumed.model.fc.weight, state.model.fc.weight)

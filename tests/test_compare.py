@@ -7,9 +7,9 @@ import csv
 import pytest
 
 from glmc_core.cli import main
-from glmc_core.compare import METHOD_SETS, resolve_methods, run_comparison
 from glmc_core.config import METHODS
 from glmc_core.errors import GLMCError
+from glmc_core.extras.compare import METHOD_SETS, resolve_methods, run_comparison
 
 
 def test_method_sets_are_known_methods_and_ablation_is_the_papers():

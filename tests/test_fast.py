@@ -272,7 +272,7 @@ def test_fast_path_falls_back_cleanly_on_the_cpu():
 
 def test_fit_without_gpu_trains_with_the_reference_step(tmp_path):
     state = fit(_tiny(epochs=1), save=False, log=lambda m: None)
-    assert state.fast is False and len(state.history) == 1
+    assert state.fast is None and len(state.history) == 1
 
 
 @pytest.mark.parametrize("flag,loader", [("--no-fast", "auto"), ("--reference", "dataloader")])

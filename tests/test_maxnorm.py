@@ -9,7 +9,7 @@ import torch
 
 from glmc_core.config import get_preset
 from glmc_core.errors import GLMCError
-from glmc_core.maxnorm import finetune_maxnorm, maxnorm_project_, relative_radius, row_norms
+from glmc_core.extras.maxnorm import finetune_maxnorm, maxnorm_project_, relative_radius, row_norms
 from glmc_core.train import fit
 
 

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from glmc_core import mixing
 from glmc_core.mixing import (
     Box,
     box_area_fraction,
     box_mask,
     class_weights,
     cutmix_label_weight,
+    glmc_targets,
     global_mix,
     local_mix,
     mix_labels,
@@ -220,6 +220,35 @@ def test_local_mix_leaves_inputs_untouched():
     assert float(out.sum()) == 3 * (64 - 9)
 
 
-def test_public_names_exist():
-    for name in mixing.__all__:
-        assert hasattr(mixing, name)
+@pytest.mark.parametrize("mode", ["area", "lambda"])
+def test_glmc_targets_mix_one_hot_and_reweighted_labels_from_a_box_or_a_tensor(mode):
+    rng = np.random.default_rng(3)
+    lam = sample_lambda(rng, 0.5)
+    box = sample_box(rng, 16, 16, lam)
+    y_u, y_r = torch.tensor([0, 1, 2, 3]), torch.tensor([3, 3, 0, 1])
+    w = class_weights([50, 20, 5, 2], 1.2)
+    t = glmc_targets(y_u, y_r, 4, w, lam, box, 16, 16, mode)
+    lam_l = cutmix_label_weight(lam, box, 16, 16, mode)
+    torch.testing.assert_close(t["p_g"].sum(1), torch.ones(4))
+    torch.testing.assert_close(t["p_l"].sum(1), torch.ones(4))
+    torch.testing.assert_close(t["p_g_w"].sum(1), lam * w[y_u] + (1 - lam) * w[y_r])
+    torch.testing.assert_close(t["p_l_w"].sum(1), lam_l * w[y_u] + (1 - lam_l) * w[y_r])
+    assert float(t["p_l"][0, 0]) == pytest.approx(lam_l) and float(t["p_l"][0, 3]) == pytest.approx(1 - lam_l)
+    # the fast path's device tensors give the very same targets (no host value read)
+    on_device = glmc_targets(y_u, y_r, 4, w, torch.tensor(lam, dtype=torch.float64), torch.tensor(tuple(box)),
+                             16, 16, mode)
+    for k in t:
+        torch.testing.assert_close(on_device[k], t[k], rtol=0, atol=0)
+
+
+def test_local_mix_from_a_tensor_box_equals_the_box():
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        lam = sample_lambda(rng, 0.5)
+        box = sample_box(rng, 12, 10, lam)
+        x_u, x_r = torch.rand(2, 3, 12, 10), torch.rand(2, 3, 12, 10)
+        want = x_u.clone()
+        want[..., box.y0 : box.y1, box.x0 : box.x1] = x_r[..., box.y0 : box.y1, box.x0 : box.x1]
+        torch.testing.assert_close(local_mix(x_u, x_r, box), want, rtol=0, atol=0)
+        torch.testing.assert_close(local_mix(x_u, x_r, torch.tensor(tuple(box))), want, rtol=0, atol=0)
+        assert float(box_area_fraction(torch.tensor(tuple(box)), 12, 10)) == pytest.approx(box.area / 120)

@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from glmc_core import analysis as A
 from glmc_core import mixing
 from glmc_core.config import METHODS, get_preset
 from glmc_core.data import prepare_data
+from glmc_core.errors import GLMCError
 from glmc_core.methods import StepContext, method_extras, step_loss
-from glmc_core.train import build_state, fit, lr_at
+from glmc_core.train import build_state, fit, lr_at, train_or_reuse
 
 _TIMING = {"seconds", "train_seconds"}
 
@@ -109,3 +111,20 @@ def test_stream_batches(tiny_data):
     assert first["x_u1"].shape == (32, 3, 16, 16) and first["x_u1"].dtype == torch.float32
     assert not torch.equal(first["x_u1"], first["x_u2"])  # two independently augmented views
     assert sorted(torch.cat([b["y_u"] for b in batches]).tolist()) == sorted(tiny_data.train.labels.tolist())
+
+
+@pytest.mark.slow
+def test_train_or_reuse_trains_then_reuses_and_refuses_another_config(tmp_path, monkeypatch):
+    cfg = get_preset("digits-lt", method="ce", epochs=1, image_size=8, batch_size=64, out=str(tmp_path),
+                     run_name="ce", progress=False, device="cpu")
+    run_dir = train_or_reuse(cfg, log=lambda _m: None)
+    assert A.load_run(run_dir).finished
+    messages = []
+
+    def no_training(*_a, **_k):
+        raise AssertionError("a finished run must be reused")
+
+    monkeypatch.setattr("glmc_core.train.fit", no_training)
+    assert train_or_reuse(cfg, log=messages.append) == run_dir and "already trained" in messages[0]
+    with pytest.raises(GLMCError, match="another configuration"):
+        train_or_reuse(cfg.replace(epochs=2), log=messages.append)

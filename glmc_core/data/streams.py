@@ -18,11 +18,33 @@ from typing import Iterator
 
 import torch
 
-from ..augment import normalize, random_crop_flip
+from ..augment import crop_flip, normalize, random_crop_flip
 from .samplers import ClassResampler, uniform_batches
 from .sources import ArraySplit, FileSplit
 
-__all__ = ["TensorStream", "LoaderStream", "make_train_stream", "eval_batches"]
+__all__ = ["TensorStream", "LoaderStream", "make_train_stream", "eval_batches", "two_view_batch", "VIEWS"]
+
+VIEWS = ("x_u1", "x_u2", "x_r1", "x_r2")  # two views of the uniform batch, two of the resampled batch
+
+
+def two_view_batch(images: torch.Tensor, labels: torch.Tensor, idx_u: torch.Tensor, idx_r: torch.Tensor,
+                   padding: int, mean: torch.Tensor, std: torch.Tensor, flip: bool = True,
+                   generator: torch.Generator | None = None, crops: tuple | None = None) -> dict[str, torch.Tensor]:
+    """One step's batch dict from device-resident uint8 images: index gathers, crop/flip, normalise.
+
+    ``crops``: given crop offsets and flips ``(oy, ox, flip)``, each ``(4, B)`` in the order of
+    :data:`VIEWS` (the fast path draws a whole epoch of them at once); without them each view
+    draws its own from ``generator``, one view after the other.
+    """
+    out = {"y_u": labels[idx_u], "y_r": labels[idx_r]}
+    for v, (name, idx) in enumerate(zip(VIEWS, (idx_u, idx_u, idx_r, idx_r), strict=True)):
+        x = images[idx]
+        if crops is None:
+            x = random_crop_flip(x, padding, generator, flip)
+        else:
+            x = crop_flip(x, padding, crops[0][v], crops[1][v], crops[2][v])
+        out[name] = normalize(x, mean, std)  # (B, 3, H, W) float32
+    return out
 
 
 class TensorStream:
@@ -37,24 +59,23 @@ class TensorStream:
         self.padding = cfg.image_size // 8 if cfg.augment != "none" else 0
         self.flip = cfg.augment != "none"
         self.data_gen, self.aug_gen = data_gen, aug_gen
-        self.mean, self.std = mean, std
+        # device tensors: normalising never copies from the host (the fast path captures it in a graph)
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device)
+        self.std = torch.tensor(std, dtype=torch.float32, device=device)
         self.device = device
 
     def __len__(self) -> int:
         return (len(self.labels) + self.batch_size - 1) // self.batch_size
 
-    def view(self, idx: torch.Tensor) -> torch.Tensor:
-        x = self.images[idx.to(self.images.device)]
-        x = random_crop_flip(x, self.padding, self.aug_gen, self.flip)
-        return normalize(x, self.mean, self.std)
+    def batch(self, idx_u: torch.Tensor, idx_r: torch.Tensor, crops: tuple | None = None) -> dict[str, torch.Tensor]:
+        """The step's batch dict for these indices (see :func:`two_view_batch`)."""
+        dev = self.images.device
+        return two_view_batch(self.images, self.labels, idx_u.to(dev), idx_r.to(dev), self.padding, self.mean,
+                              self.std, self.flip, self.aug_gen, crops)
 
     def __iter__(self) -> Iterator[dict]:
         for idx_u in uniform_batches(len(self.labels), self.batch_size, self.data_gen):
-            idx_r = self.resampler.sample(len(idx_u), self.data_gen)
-            yield {
-                "x_u1": self.view(idx_u), "x_u2": self.view(idx_u), "y_u": self.labels[idx_u.to(self.device)],
-                "x_r1": self.view(idx_r), "x_r2": self.view(idx_r), "y_r": self.labels[idx_r.to(self.device)],
-            }
+            yield self.batch(idx_u, self.resampler.sample(len(idx_u), self.data_gen))
 
 
 def _open_image(split: FileSplit | ArraySplit, i: int, zip_cache: dict):

@@ -1,87 +1,31 @@
-"""What the teaching notebooks compute: their configuration, the mixing of one pair, sweeps and small experiments.
+"""What the notebooks compute: the mixing of one pair, sweeps, small experiments, runs to reuse.
 
 Everything here wires the package's own functions together (``mixing``, ``losses``,
-``methods``, ``data``, ``train``) so that what a notebook shows is exactly what trains;
-the figures of these results live in :mod:`glmc_core.explore`, the interactive views in
-:mod:`glmc_core.widgets`.
+``methods``, ``data``, ``train``, ``extras``) so that what a notebook shows is exactly what
+trains; the figures of these results live in :mod:`glmc_core.notebook.figures`, the
+interactive views in :mod:`glmc_core.notebook.widgets`.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from . import mixing
-from .config import Config, get_preset
-from .data import ClassResampler
-from .data.streams import eval_batches
-from .errors import GLMCError
-from .losses import alpha_schedule
-from .methods import StepContext, step_loss
-from .train import build_state, evaluate, fit, train_one_epoch
+from .. import mixing
+from ..config import Config
+from ..data import ClassResampler
+from ..data.longtail import GROUPS
+from ..data.streams import eval_batches
+from ..extras.logit_adjustment import adjusted_key, evaluate_with_adjustment
+from ..losses import alpha_schedule
+from ..methods import StepContext, step_loss
+from ..metrics import evaluate
+from ..train import build_state, fit, train_one_epoch, train_or_reuse
 
-__all__ = ["env_flag", "notebook_config", "mix_pair", "partner_class_counts", "loss_sweeps", "projection_spread",
-           "consistency_experiment", "compare_schedules", "alpha_curves"]
-
-# Quick CIFAR-10-LT for a 2-core CPU: a small ResNet on a few hundred images (n_max 300 at IF 100: 740 images).
-_QUICK_CIFAR = dict(model="resnet8", n_max=300, test_per_class=100, batch_size=64, lr=0.05, weight_decay=5e-4)
-
-
-def env_flag(name: str, default: bool) -> bool:
-    """``$name`` read as a boolean (1/0, true/false, yes/no, on/off); ``default`` when unset or empty."""
-    raw = os.environ.get(name, "").strip().lower()
-    if not raw:
-        return bool(default)
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise GLMCError(f"environment variable {name} must be 1/0, true/false, yes/no or on/off, got {raw!r}")
-
-
-def notebook_config(quick: bool = True, epochs: int | None = None, data_root: str | None = None,
-                    quick_epochs: int | None = None, offline: bool = False, **overrides) -> tuple[Config, str]:
-    """The configuration a teaching notebook trains with, and one line saying what it is.
-
-    ``$GLMC_QUICK`` overrides ``quick``; ``data_root`` (else ``$GLMC_DATA_ROOT``) selects the real
-    CIFAR-10-LT (IF 100), otherwise the offline ``digits-lt`` preset is used.
-
-    * quick: a small ResNet-8 on a small subset for a few epochs (minutes on a laptop CPU);
-    * full: the preset itself (for CIFAR-10-LT the paper's recipe, a GPU job) unless ``epochs`` is given.
-
-    Run from a ``notebooks/`` folder with ``$GLMC_CACHE_DIR`` unset, it points that variable at
-    ``../data/cache`` so decoded images land in the repository's git-ignored cache.
-    ``epochs`` applies in both modes; ``quick_epochs`` only in quick mode (default 8 on digits, 3 on CIFAR).
-    ``offline`` selects the digits whatever the data root says (the fallback when CIFAR-10 is missing).
-    """
-    quick = env_flag("GLMC_QUICK", quick)
-    if not os.environ.get("GLMC_CACHE_DIR") and os.path.basename(os.getcwd()) == "notebooks":
-        # Run from notebooks/: cache decoded images in the repository's git-ignored data/cache, not notebooks/data.
-        os.environ["GLMC_CACHE_DIR"] = os.path.join(os.path.dirname(os.getcwd()), "data", "cache")
-    data_root = None if offline else (data_root or os.environ.get("GLMC_DATA_ROOT") or None)
-    settings: dict = {"progress": False}
-    if data_root:
-        name = "cifar10-lt-if100"
-        settings.update(data_root=data_root)
-        if quick:
-            settings.update(_QUICK_CIFAR, epochs=quick_epochs or 3)
-    else:
-        name = "digits-lt"
-        if quick:
-            settings.update(epochs=quick_epochs or 8)
-    if epochs is not None:
-        settings["epochs"] = epochs
-    settings.update(overrides)
-    cfg = get_preset(name, **settings)
-    where = (f"real CIFAR-10-LT from {data_root}" if data_root else
-             "the offline digits preset (scikit-learn's 8x8 digits, long-tailed; set GLMC_DATA_ROOT to use CIFAR-10)")
-    mode = "QUICK mode (small model and subset, few epochs)" if quick else "FULL mode"
-    note = f"Data: {where}. {mode}: model {cfg.model}, {cfg.epochs} epochs, imbalance factor {cfg.imbalance_factor:g}."
-    return cfg, note
-
+__all__ = ["train_or_reuse", "logit_adjustment_sweep", "mix_pair", "partner_class_counts", "loss_sweeps",
+           "projection_spread", "consistency_experiment", "compare_schedules", "alpha_curves"]
 
 def _as_float_image(img) -> torch.Tensor:
     """uint8 ``(H, W, 3)`` (or float in [0, 1]) to a float ``(1, 3, H, W)`` tensor in [0, 1]."""
@@ -103,21 +47,16 @@ def mix_pair(img_u, img_r, y_u: int, y_r: int, counts: Sequence[int], lam: float
     box = mixing.sample_box(np.random.default_rng(box_seed), h, w, lam)
     x_g = mixing.global_mix(x_u, x_r, lam)
     x_l = mixing.local_mix(x_u, x_r, box)
-    num_classes = len(counts)
-    p_u = mixing.one_hot(torch.tensor([y_u]), num_classes)
-    p_r = mixing.one_hot(torch.tensor([y_r]), num_classes)
-    lam_l = mixing.cutmix_label_weight(lam, box, h, w, cutmix_label)
     weights = mixing.class_weights(counts, k)
-    pw_u, pw_r = mixing.reweight_labels(p_u, weights), mixing.reweight_labels(p_r, weights)
+    targets = mixing.glmc_targets(torch.tensor([y_u]), torch.tensor([y_r]), len(counts), weights, lam, box, h, w,
+                                  cutmix_label)
 
     def img(x):
         return x[0].permute(1, 2, 0).numpy()
 
     return {"x_u": img(x_u), "x_r": img(x_r), "x_g": img(x_g), "x_l": img(x_l), "box": box, "lam": float(lam),
-            "lam_l": float(lam_l), "y_u": int(y_u), "y_r": int(y_r), "weights": weights.numpy(),
-            "p_g": mixing.mix_labels(p_u, p_r, lam)[0].numpy(), "p_l": mixing.mix_labels(p_u, p_r, lam_l)[0].numpy(),
-            "p_g_w": mixing.mix_labels(pw_u, pw_r, lam)[0].numpy(),
-            "p_l_w": mixing.mix_labels(pw_u, pw_r, lam_l)[0].numpy()}
+            "lam_l": float(mixing.cutmix_label_weight(lam, box, h, w, cutmix_label)), "y_u": int(y_u),
+            "y_r": int(y_r), "weights": weights.numpy(), **{name: p[0].numpy() for name, p in targets.items()}}
 
 
 def partner_class_counts(labels, num_classes: int, qs: Sequence[float], conventions: Sequence[str] = ("instance",
@@ -215,11 +154,11 @@ def consistency_experiment(cfg: Config, data, stop_gradient: bool = True,
 
     Returns ``(history, model)``: per epoch, the loss terms, test accuracy and the collapse detectors of
     :func:`projection_spread` on a fixed test batch; and the trained model."""
-    state = build_state(cfg.replace(method="glmc"), data)
+    state = build_state(cfg.replace(method="glmc", stop_gradient=stop_gradient), data)
     x_probe, _ = next(eval_batches(data.test, cfg, state.device, data.mean, data.std, batch_size=probe_size))
     history = []
     while state.epoch < cfg.epochs:
-        terms = train_one_epoch(state, stop_gradient=stop_gradient)
+        terms = train_one_epoch(state)
         state.epoch += 1
         acc = evaluate(state.model, data.test, cfg, data, state.device)
         history.append({"epoch": state.epoch, **terms, **{g: acc[g] for g in ("top1", "many", "medium", "few")},
@@ -241,3 +180,15 @@ def alpha_curves(total_epochs: int, schedules: Sequence[str] = ("paper", "linear
     """α at each epoch ``T = 0 … T_max-1`` (what training uses) for each schedule."""
     return {s: np.array([alpha_schedule(t, total_epochs, s, constant) for t in range(total_epochs)])
             for s in schedules}
+
+
+def logit_adjustment_sweep(model, data, cfg: Config, taus: Sequence[float] = tuple(np.linspace(0.0, 2.5, 11)),
+                           device="cpu") -> dict[str, np.ndarray]:
+    """Test accuracy (%) of top-1 and each group when ``model``'s logits are adjusted by each τ
+    (:func:`~glmc_core.extras.logit_adjustment.evaluate_with_adjustment`, one forward pass); NaN for an empty group."""
+    scores = evaluate_with_adjustment(model, data.test, cfg, data, device, taus)
+    out = {"tau": np.asarray(taus, dtype=float)}
+    for key in ("top1", *GROUPS):
+        out[key] = np.array([np.nan if scores[adjusted_key(t)][key] is None else scores[adjusted_key(t)][key]
+                             for t in taus])
+    return out

@@ -2,7 +2,7 @@
 
 :func:`run_comparison` trains each method with :func:`glmc_core.train.fit` into
 ``OUT/runs/<method>/`` and scores each final model twice: plain and with post-hoc logit
-adjustment (:mod:`glmc_core.logit_adjustment`). It writes ``results.csv``, ``results.md``,
+adjustment (:mod:`glmc_core.extras.logit_adjustment`). It writes ``results.csv``, ``results.md``,
 ``results.json`` and ``results.png`` into ``OUT``. A method whose run folder already holds a
 finished run with the same configuration is not retrained, and an unfinished one is resumed,
 so a long GPU comparison can be stopped and continued.
@@ -16,19 +16,19 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .checkpoint import load_checkpoint
-from .config import METHODS, get_preset
-from .data import prepare_data
-from .errors import GLMCError
+from ..checkpoint import load_model
+from ..config import METHODS, get_preset
+from ..data import prepare_data
+from ..errors import GLMCError
+from ..metrics import format_number
+from ..plots import GROUP_COLORS, TOP1_COLOR
+from ..train import resolve_device, train_or_reuse
 from .logit_adjustment import adjusted_key, evaluate_with_adjustment
-from .methods import build_method_model
-from .train import fit, resolve_device
 
 __all__ = ["METHOD_SETS", "resolve_methods", "run_comparison", "ComparisonResult", "write_results", "plot_results",
            "markdown_table"]
@@ -40,7 +40,6 @@ METHOD_SETS: dict[str, list[str]] = {
     "all": ["ce", "cb-ce", "focal", "cb-focal", "ldam-drw", "balanced-softmax", "mixup", "cutmix", "cumulative-only",
             "glmc-no-cumulative", "glmc-no-consistency", "glmc", "glmc-bs"],
 }
-_IGNORED = ("device", "progress", "num_workers", "out", "run_name")  # may differ between a run and its resumption
 GROUP_KEYS = ("top1", "many", "medium", "few")
 
 
@@ -66,30 +65,6 @@ class ComparisonResult:
     out_dir: Path
     taus: tuple[float, ...]
     plot_path: Path | None = None
-
-
-def _same_config(saved: dict, cfg) -> bool:
-    now = cfg.to_dict()
-    return all(saved.get(k) == v for k, v in now.items() if k not in _IGNORED)
-
-
-def _train_or_reuse(cfg, data, run_dir: Path, log):
-    """``(model, summary)``: a finished run is reused, an unfinished one resumed, else trained."""
-    if (run_dir / "checkpoint.pt").is_file():
-        ck = load_checkpoint(run_dir / "checkpoint.pt")
-        if not _same_config(ck["config"], cfg):
-            raise GLMCError(f"{run_dir} holds a run with another configuration; choose another --out")
-        if (run_dir / "summary.json").is_file():
-            log(f"{cfg.method}: reusing the finished run in {run_dir}")
-            model = build_method_model(cfg, data.num_classes)
-            model.load_state_dict(ck["model"])
-            return model.to(resolve_device(cfg.device)), json.loads((run_dir / "summary.json").read_text())
-        state = fit(resume=run_dir, data=data, device=cfg.device, log=log)
-    else:
-        state = fit(cfg, data=data, log=log)
-    summary_path = state.run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    return state.model, summary
 
 
 def run_comparison(preset: str, methods: Sequence[str] | str | None = None, set_name: str | None = None,
@@ -118,7 +93,9 @@ def run_comparison(preset: str, methods: Sequence[str] | str | None = None, set_
     rows = []
     for cfg in cfgs:
         log(f"== {cfg.method} ({cfg.epochs} epochs)")
-        model, summary = _train_or_reuse(cfg, data, out_dir / "runs" / cfg.method, log)
+        run_dir = train_or_reuse(cfg, data=data, log=log)
+        model = load_model(run_dir / "checkpoint.pt", data, resolve_device(cfg.device))  # the final epoch's weights
+        summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
         scores = evaluate_with_adjustment(model, data.test, cfg, data, resolve_device(cfg.device), taus)
         row = {"method": cfg.method, **{k: scores["plain"][k] for k in GROUP_KEYS},
                "best_top1": (summary.get("best") or {}).get("top1"), "seconds": summary.get("seconds")}
@@ -134,7 +111,7 @@ def run_comparison(preset: str, methods: Sequence[str] | str | None = None, set_
 
 
 def _cell(v) -> str:
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
+    return format_number(v, ".2f")
 
 
 def markdown_table(result: ComparisonResult) -> str:
@@ -183,7 +160,7 @@ def plot_results(result: ComparisonResult, path: str | Path | None = None, title
     width = 0.2
     fig = Figure(figsize=(max(6.0, 1.3 * len(rows) + 2), 4.2))
     ax = fig.add_subplot()
-    colors = {"top1": "#333333", "many": "#1f77b4", "medium": "#ff7f0e", "few": "#2ca02c"}
+    colors = {"top1": TOP1_COLOR, **GROUP_COLORS}
     for i, k in enumerate(GROUP_KEYS):
         vals = [np.nan if r[k] is None else r[k] for r in rows]
         ax.bar(x + (i - 1.5) * width, vals, width, label=k if k != "top1" else "top-1", color=colors[k])

@@ -19,11 +19,12 @@ import torch
 from IPython.display import Image, clear_output, display
 from matplotlib.figure import Figure
 
-from . import explore, teaching
-from .data import ClassResampler
-from .data.longtail import GROUPS, longtail_counts, shot_groups
-from .losses import ALPHA_SCHEDULES, alpha_schedule
-from .mixing import sample_lambda
+from ..data import ClassResampler
+from ..data.longtail import GROUPS, longtail_counts, shot_groups
+from ..losses import ALPHA_SCHEDULES, alpha_schedule
+from ..mixing import sample_lambda
+from ..plots import GROUP_COLORS
+from . import experiments, figures
 
 __all__ = ["Explorer", "ImbalanceExplorer", "MixingExplorer", "LossExplorer", "AlphaExplorer"]
 
@@ -94,14 +95,14 @@ class ImbalanceExplorer(Explorer):
     def render(self, result: dict, log: bool = False) -> Figure:
         fig = Figure(figsize=(10, 3.8), layout="constrained")
         ax_counts, ax_groups = fig.subplots(1, 2, width_ratios=(2.2, 1))
-        explore.plot_class_counts(result["counts"], result["groups"], self.class_names, self.many_threshold,
+        figures.plot_class_counts(result["counts"], result["groups"], self.class_names, self.many_threshold,
                                   self.few_threshold, log=log, ax=ax_counts)
         total_c, total_n = self.num_classes, max(int(result["counts"].sum()), 1)
         y = np.arange(2)
         left = np.zeros(2)
         for g in GROUPS:
             share = np.array([result["classes_per_group"][g] / total_c, result["images_per_group"][g] / total_n])
-            ax_groups.barh(y, share, left=left, color=explore.GROUP_COLOURS[g], label=g)
+            ax_groups.barh(y, share, left=left, color=GROUP_COLORS[g], label=g)
             left += share
         ax_groups.set_yticks(y, ["classes", "images"])
         ax_groups.set_xlim(0, 1)
@@ -190,11 +191,11 @@ class MixingExplorer(Explorer):
 
     # --- pure parts ------------------------------------------------------------------------------
     def compute(self, i_u: int, i_r: int, lam: float, k: float, box_seed: int) -> dict:
-        return teaching.mix_pair(self.images[i_u], self.images[i_r], int(self.labels[i_u]), int(self.labels[i_r]),
+        return experiments.mix_pair(self.images[i_u], self.images[i_r], int(self.labels[i_u]), int(self.labels[i_r]),
                                  self.data.counts, lam, k, box_seed, self.cutmix_label)
 
     def render(self, mix: dict, partner_probs=None) -> Figure:
-        return explore.plot_mixing(mix, self.data.classes, partner_probs)
+        return figures.plot_mixing(mix, self.data.classes, partner_probs)
 
     def update(self) -> Figure:
         self.mix = self.compute(self.u_index.value, self.r_index.value, self.lam_slider.value, self.k_slider.value,
@@ -204,7 +205,7 @@ class MixingExplorer(Explorer):
 
 
 class LossExplorer(Explorer):
-    """Every GLMC loss term on one fixed batch as λ, k and γ move (``teaching.loss_sweeps``)."""
+    """Every GLMC loss term on one fixed batch as λ, k and γ move (``experiments.loss_sweeps``)."""
 
     height = "330px"
 
@@ -221,12 +222,12 @@ class LossExplorer(Explorer):
         self.redraw()
 
     def compute(self, lam: float, k: float, gamma: float) -> dict:
-        return teaching.loss_sweeps(self.model, self.batch, self.counts, lam, k, gamma, self.alpha,
+        return experiments.loss_sweeps(self.model, self.batch, self.counts, lam, k, gamma, self.alpha,
                                     lams=np.linspace(0, 1, self.points), ks=np.linspace(0, 2, self.points),
                                     gammas=np.linspace(0, 4, self.points))
 
     def render(self, sweeps: dict) -> Figure:
-        return explore.plot_loss_terms(sweeps)
+        return figures.plot_loss_terms(sweeps)
 
     def update(self) -> Figure:
         self.sweeps = self.compute(self.lam_slider.value, self.k_slider.value, self.gamma_slider.value)
@@ -262,8 +263,8 @@ class AlphaExplorer(Explorer):
     def render(self, schedule: str, total_epochs: int, epoch: int, constant: float) -> Figure:
         fig = Figure(figsize=(11, 3.6), layout="constrained")
         ax_a, ax_w = fig.subplots(1, 2)
-        explore.plot_alpha_schedules(total_epochs, constant=constant, highlight=schedule, epoch=epoch, ax=ax_a)
-        explore.plot_head_weights(total_epochs, schedule, constant, epoch=epoch, ax=ax_w)
+        figures.plot_alpha_schedules(total_epochs, constant=constant, highlight=schedule, epoch=epoch, ax=ax_a)
+        figures.plot_head_weights(total_epochs, schedule, constant, epoch=epoch, ax=ax_w)
         return fig
 
     def update(self) -> Figure:

@@ -27,15 +27,15 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
-from .config import Config
-from .data import prepare_data
-from .data.streams import make_train_stream
-from .errors import GLMCError
-from .longtail_losses import cb_weights_effective_number, focal_loss
-from .methods import METHOD_SPECS, build_method_model
-from .models import NormedLinear
-from .train import evaluate, lr_at, resolve_device
+from ..checkpoint import load_checkpoint, load_model, save_checkpoint
+from ..config import Config
+from ..data import prepare_data
+from ..data.streams import make_train_stream
+from ..errors import GLMCError
+from ..longtail_losses import cb_weights_effective_number, focal_loss
+from ..methods import METHOD_SPECS
+from ..models import NormedLinear
+from ..train import evaluate, lr_at, resolve_device
 
 __all__ = ["row_norms", "relative_radius", "maxnorm_project_", "MaxNormResult", "finetune_maxnorm"]
 
@@ -115,10 +115,7 @@ def finetune_maxnorm(run: str | os.PathLike, epochs: int = 10, lr: float = 0.01,
     cfg = cfg.replace(device=device) if device else cfg
     data = data if data is not None else prepare_data(cfg, progress=False)
     dev = resolve_device(cfg.device)
-    model = build_method_model(cfg, data.num_classes)
-    check_compatible(ck, cfg.model, data.num_classes, cfg.dataset, str(path))
-    model.load_state_dict(ck["model"])
-    model.to(dev)
+    model = load_model(ck, data, dev, str(path))
     head = head or METHOD_SPECS[cfg.method].inference_head
     if head not in ("fc", "fc_cb"):
         raise GLMCError(f"head must be 'fc' or 'fc_cb', got {head!r}")

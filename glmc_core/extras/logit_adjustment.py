@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .data.streams import eval_batches
-from .longtail_losses import logit_adjust
-from .metrics import summarize
+from ..data.streams import eval_batches
+from ..longtail_losses import logit_adjust
+from ..metrics import summarize
 
 __all__ = ["predict_logits", "evaluate_with_adjustment", "adjusted_key"]
 

@@ -1,7 +1,7 @@
 """Static figures of the teaching notebooks 01–04 (long tails, mixtures, loss terms, α schedules).
 
 Each function draws what :mod:`glmc_core.mixing`, :mod:`glmc_core.losses`, :mod:`glmc_core.data`
-and :mod:`glmc_core.teaching` compute, returns a :class:`matplotlib.figure.Figure`, and accepts an
+and :mod:`glmc_core.notebook.experiments` compute, returns a :class:`matplotlib.figure.Figure`, and accepts an
 optional ``ax`` to draw into an existing figure. Figures are built without ``pyplot`` so a notebook
 shows each one exactly once and widgets can redraw them without piling up open figures.
 """
@@ -15,29 +15,24 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from . import mixing
-from .data.longtail import GROUPS, longtail_counts, shot_groups
-from .losses import ALPHA_SCHEDULES, alpha_schedule
-from .mixing import sample_lambda
+from .. import longtail_losses as ltl
+from .. import mixing
+from ..data.longtail import GROUPS, longtail_counts, shot_groups
+from ..losses import ALPHA_SCHEDULES, alpha_schedule
+from ..mixing import sample_lambda
+from ..plots import GROUP_COLORS, figure_axes
 
-__all__ = ["GROUP_COLOURS", "TERM_COLOURS", "plot_class_counts", "plot_counts_for_ifs", "plot_image_grid",
-           "plot_mixing", "plot_partner_classes", "plot_loss_terms", "plot_class_weights", "plot_alpha_schedules",
-           "plot_head_weights", "plot_schedule_runs", "plot_per_class_accuracy", "plot_collapse",
-           "plot_lambda_hist"]
+__all__ = ["TERM_COLOURS", "plot_class_counts", "plot_counts_for_ifs", "plot_image_grid", "plot_mixing",
+           "plot_partner_classes", "plot_loss_terms", "plot_class_weights", "plot_alpha_schedules", "plot_head_weights",
+           "plot_schedule_runs", "plot_collapse", "plot_lambda_hist", "plot_longtail_corrections",
+           "plot_logit_adjustment_sweep", "plot_norms_before_after"]
 
-# Paul Tol's colour-blind-safe "bright" palette.
-GROUP_COLOURS = {"many": "#4477AA", "medium": "#CCBB44", "few": "#EE6677"}
+# Many / medium / few use the package's one palette (glmc_core.plots.GROUP_COLORS); the rest is Paul Tol's
+# colour-blind-safe "bright" palette.
 TERM_COLOURS = {"loss_c": "#4477AA", "loss_cb": "#EE6677", "loss_sim": "#228833", "total": "#222222"}
 TERM_LABELS = {"loss_c": "$L_c$ (fc)", "loss_cb": "$L_{cb}$ (fc_cb)", "loss_sim": r"$\gamma L_{sim}$",
                "total": "$L_{total}$"}
 SCHEDULE_COLOURS = {"paper": "#222222", "linear": "#4477AA", "cosine": "#EE6677", "constant": "#CCBB44"}
-
-
-def _fig_ax(ax, figsize):
-    if ax is not None:
-        return ax.figure, ax
-    fig = Figure(figsize=figsize, layout="constrained")
-    return fig, fig.add_subplot()
 
 
 def _names(class_names, n):
@@ -46,7 +41,7 @@ def _names(class_names, n):
 
 def _group_legend(ax, groups, **kw):
     present = [g for g in GROUPS if g in set(groups)]
-    ax.legend(handles=[Patch(color=GROUP_COLOURS[g], label=g) for g in present], **kw)
+    ax.legend(handles=[Patch(color=GROUP_COLORS[g], label=g) for g in present], **kw)
 
 
 def plot_class_counts(counts: Sequence[int], groups: Sequence[str] | None = None, class_names=None,
@@ -55,10 +50,10 @@ def plot_class_counts(counts: Sequence[int], groups: Sequence[str] | None = None
     """Training images per class, coloured by many/medium/few, with the thresholds and the imbalance factor."""
     counts = np.asarray(counts)
     groups = shot_groups(counts, many_threshold, few_threshold) if groups is None else np.asarray(groups)
-    fig, ax = _fig_ax(ax, (7, 3.6))
+    fig, ax = figure_axes(ax, (7, 3.6))
     names = _names(class_names, len(counts))
     x = np.arange(len(counts))
-    ax.bar(x, counts, color=[GROUP_COLOURS[g] for g in groups], edgecolor="white", linewidth=0.5)
+    ax.bar(x, counts, color=[GROUP_COLORS[g] for g in groups], edgecolor="white", linewidth=0.5)
     for thr, style in ((many_threshold, "--"), (few_threshold, ":")):
         ax.axhline(thr, color="0.4", linestyle=style, linewidth=1)
     if log:
@@ -78,7 +73,7 @@ def plot_class_counts(counts: Sequence[int], groups: Sequence[str] | None = None
 def plot_counts_for_ifs(n_max: int, num_classes: int, imbalance_factors: Sequence[float] = (1, 10, 50, 100),
                         log: bool = True, ax=None) -> Figure:
     """``n_i = ⌊n_max · IF^(−i/(C−1))⌋`` for several imbalance factors (from :func:`longtail_counts`)."""
-    fig, ax = _fig_ax(ax, (6, 3.6))
+    fig, ax = figure_axes(ax, (6, 3.6))
     for imb in imbalance_factors:
         counts = longtail_counts(n_max, num_classes, imb)
         ax.plot(range(num_classes), counts, marker="o", markersize=3, label=f"IF {imb:g}: {sum(counts)} images")
@@ -123,7 +118,7 @@ def plot_mixing(mix: Mapping, class_names=None, partner_probs: Sequence[float] |
                 fig: Figure | None = None) -> Figure:
     """One (uniform, resampled) pair, its global (MixUp) and local (CutMix, box outlined) mixtures, and the soft
     labels and re-weighted soft labels of both as bar charts side by side. ``mix`` comes from
-    :func:`glmc_core.teaching.mix_pair`; ``partner_probs`` (optional, e.g. ``ClassResampler.class_probs``)
+    :func:`glmc_core.notebook.experiments.mix_pair`; ``partner_probs`` (optional, e.g. ``ClassResampler.class_probs``)
     adds a third panel: the probability of each class being drawn as the partner."""
     names = _names(class_names, len(mix["p_g"]))
     fig = fig or Figure(figsize=(10, 5.2), layout="constrained")
@@ -157,8 +152,8 @@ def plot_mixing(mix: Mapping, class_names=None, partner_probs: Sequence[float] |
 
 def plot_partner_classes(partner_counts: Mapping[tuple[str, float], np.ndarray], counts: Sequence[int],
                          class_names=None) -> Figure:
-    """Which classes are drawn as the mixing partner, per resampling convention and q
-    (``partner_counts`` from :func:`glmc_core.teaching.partner_class_counts`), beside the data's own share."""
+    """Which classes are drawn as the mixing partner, per resampling convention and q (``partner_counts``
+    from :func:`glmc_core.notebook.experiments.partner_class_counts`), beside the data's own share."""
     counts = np.asarray(counts)
     names = _names(class_names, len(counts))
     conventions = sorted({c for c, _ in partner_counts}, key=lambda c: c != "instance")
@@ -176,7 +171,7 @@ def plot_partner_classes(partner_counts: Mapping[tuple[str, float], np.ndarray],
             ax.bar(x + (j - (len(qs) - 1) / 2) * width, frac, width, color=cmap[j % len(cmap)], label=f"q = {q:g}")
         ax.set_xticks(x, names, fontsize=8)
         for tick, g in zip(ax.get_xticklabels(), groups, strict=False):
-            tick.set_color(GROUP_COLOURS[g])
+            tick.set_color(GROUP_COLORS[g])
         what = "P(image) ∝ n_c^-q" if conv == "instance" else "P(class) ∝ n_c^-q"
         ax.set_title(f"{conv} convention: {what}", fontsize=9)
         ax.set_xlabel("partner class (tick colour: many / medium / few)")
@@ -186,7 +181,7 @@ def plot_partner_classes(partner_counts: Mapping[tuple[str, float], np.ndarray],
 
 
 def plot_loss_terms(sweeps: Mapping, axes=None) -> Figure:
-    """Each loss term as λ, k and γ move (from :func:`glmc_core.teaching.loss_sweeps`), the others fixed."""
+    """Each loss term as λ, k and γ move (from :func:`glmc_core.notebook.experiments.loss_sweeps`), the others fixed."""
     at = sweeps["at"]
     if axes is None:
         fig = Figure(figsize=(11, 3.4), layout="constrained")
@@ -215,13 +210,13 @@ def plot_class_weights(counts: Sequence[int], ks: Sequence[float] = (0.0, 0.5, 1
     """Class weights ``w_c = n_c^-k`` (normalised to ``Σ w_c = C``, :func:`glmc_core.mixing.class_weights`)
     against the class counts, log-log, one line per k."""
     counts = np.asarray(counts)
-    fig, ax = _fig_ax(ax, (6, 3.8))
+    fig, ax = figure_axes(ax, (6, 3.8))
     order = np.argsort(counts)
     for k in ks:
         w = mixing.class_weights(counts, k).numpy()
         ax.plot(counts[order], w[order], marker="o", markersize=4, label=f"k = {k:g}")
     for c, g in zip(counts, shot_groups(counts), strict=False):
-        ax.axvline(c, color=GROUP_COLOURS[g], alpha=0.25, linewidth=3)
+        ax.axvline(c, color=GROUP_COLORS[g], alpha=0.25, linewidth=3)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.axhline(1.0, color="0.5", linestyle=":", linewidth=1)
@@ -236,7 +231,7 @@ def plot_alpha_schedules(total_epochs: int, schedules: Sequence[str] = ALPHA_SCH
                          highlight: str | None = None, epoch: int | None = None, ax=None) -> Figure:
     """α over training for each schedule of :func:`glmc_core.losses.alpha_schedule`; dots: the values
     training uses at each (0-based) epoch; optional highlighted schedule and current epoch."""
-    fig, ax = _fig_ax(ax, (6, 3.6))
+    fig, ax = figure_axes(ax, (6, 3.6))
     t = np.linspace(0, total_epochs, 200)
     epochs = np.arange(total_epochs)
     for s in schedules:
@@ -260,7 +255,7 @@ def plot_alpha_schedules(total_epochs: int, schedules: Sequence[str] = ALPHA_SCH
 def plot_head_weights(total_epochs: int, schedule: str = "paper", constant: float = 0.5, epoch: int | None = None,
                       ax=None) -> Figure:
     """How the loss weight moves from ``fc`` (α) to ``fc_cb`` (1 − α) over training, stacked."""
-    fig, ax = _fig_ax(ax, (6, 3.6))
+    fig, ax = figure_axes(ax, (6, 3.6))
     t = np.linspace(0, total_epochs, 200)
     a = np.array([alpha_schedule(v, total_epochs, schedule, constant) for v in t])
     ax.fill_between(t, 0, a, color="#4477AA", alpha=0.8, label="α: L_c, plain classifier fc")
@@ -307,34 +302,9 @@ def plot_schedule_runs(histories: Mapping[str, Sequence[Mapping]]) -> Figure:
     return fig
 
 
-def plot_per_class_accuracy(counts: Sequence[int], per_class: Sequence[float | None], class_names=None,
-                            groups: Sequence[str] | None = None, ax=None, title: str | None = None) -> Figure:
-    """Per-class test accuracy (bars, coloured by group) with the training count of each class (line, right axis)."""
-    counts = np.asarray(counts)
-    groups = shot_groups(counts) if groups is None else np.asarray(groups)
-    acc = np.array([np.nan if a is None else a for a in per_class], dtype=float)
-    fig, ax = _fig_ax(ax, (7, 3.6))
-    x = np.arange(len(counts))
-    ax.bar(x, acc, color=[GROUP_COLOURS[g] for g in groups])
-    ax.set_ylim(0, 130)  # head room for the legends above the bars
-    ax.set_yticks(range(0, 101, 20))
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_xticks(x, _names(class_names, len(counts)), fontsize=8)
-    ax.set_xlabel("class")
-    twin = ax.twinx()
-    twin.plot(x, counts, color="black", marker="o", markersize=3, linewidth=1, label="training images")
-    twin.set_yscale("log")
-    twin.set_ylim(counts.min() / 1.5, counts.max() * 4)
-    twin.set_ylabel("training images (log)")
-    twin.legend(fontsize=8, loc="upper right")
-    ax.set_title(title or "Per-class accuracy falls with the class count", fontsize=10)
-    _group_legend(ax, groups, loc="upper center", fontsize=8, ncols=3)
-    return fig
-
-
 def plot_collapse(histories: Mapping[str, Sequence[Mapping]]) -> Figure:
-    """With vs without stop-gradient (from :func:`glmc_core.teaching.consistency_experiment`): the consistency
-    loss, the spread of the projections ``h`` and of the features, and test top-1, per epoch."""
+    """With vs without stop-gradient (from :func:`glmc_core.notebook.experiments.consistency_experiment`): the
+    consistency loss, the spread of the projections ``h`` and of the features, and test top-1, per epoch."""
     fig = Figure(figsize=(12, 3.4), layout="constrained")
     axes = fig.subplots(1, 4)
     panels = (("loss_sim", "L_sim (−2 = perfect agreement)"), ("h_var", "spread of projections h"),
@@ -354,7 +324,7 @@ def plot_collapse(histories: Mapping[str, Sequence[Mapping]]) -> Figure:
 
 def plot_lambda_hist(betas: Sequence[float] = (0.5, 1.0, 2.0), draws: int = 5000, seed: int = 0, ax=None) -> Figure:
     """Histograms of ``λ ~ Beta(β, β)`` drawn with :func:`glmc_core.mixing.sample_lambda`, one per β."""
-    fig, ax = _fig_ax(ax, (6, 3.4))
+    fig, ax = figure_axes(ax, (6, 3.4))
     rng = np.random.default_rng(seed)
     for beta in betas:
         lams = [sample_lambda(rng, beta) for _ in range(draws)]
@@ -362,5 +332,55 @@ def plot_lambda_hist(betas: Sequence[float] = (0.5, 1.0, 2.0), draws: int = 5000
     ax.set_xlabel("λ (weight of the uniform image)")
     ax.set_ylabel("density")
     ax.set_title("β < 1 favours nearly pure images, β > 1 even blends", fontsize=10)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_longtail_corrections(counts: Sequence[int], cb_betas: Sequence[float] = (0.0, 0.9, 0.99, 0.9999),
+                              max_margin: float = 0.5) -> Figure:
+    """What each long-tail baseline does per class (:mod:`glmc_core.longtail_losses`): class-balanced weights
+    for several β, LDAM's margins, and the ``−log π_c`` that post-hoc logit adjustment adds (τ = 1)."""
+    import torch
+
+    counts_t = torch.as_tensor(np.asarray(counts))
+    fig = Figure(figsize=(13, 3.2), layout="constrained")
+    axes = fig.subplots(1, 3)
+    x = np.arange(len(counts_t))
+    width = 0.8 / len(cb_betas)
+    for i, beta in enumerate(cb_betas):
+        axes[0].bar(x + (i - (len(cb_betas) - 1) / 2) * width,
+                    ltl.cb_weights_effective_number(counts_t, beta).numpy(), width, label=f"β={beta}")
+    axes[0].set(title="class-balanced weights (Σ w = C)", xlabel="class (head → tail)")
+    axes[0].legend(fontsize=8)
+    axes[1].bar(x, ltl.ldam_margins(counts_t, max_margin).numpy())
+    axes[1].set(title=f"LDAM margins m_c (max {max_margin:g})", xlabel="class")
+    axes[2].bar(x, -ltl.log_prior(counts_t).numpy())
+    axes[2].set(title="−log π_c: what logit adjustment adds (τ = 1)", xlabel="class")
+    return fig
+
+
+def plot_logit_adjustment_sweep(sweep: Mapping[str, Sequence[float]], title: str = "post-hoc logit adjustment",
+                                ax=None) -> Figure:
+    """Accuracy (%) of top-1 and each group against τ (``sweep`` from
+    :func:`glmc_core.notebook.experiments.logit_adjustment_sweep`), τ = 1 marked."""
+    fig, ax = figure_axes(ax, (6, 3.5))
+    colours = {"top1": "#333333", **GROUP_COLORS}
+    for key in ("top1", *GROUPS):
+        ax.plot(sweep["tau"], sweep[key], marker="o", color=colours[key], label=key)
+    ax.axvline(1.0, color="grey", ls=":")
+    ax.set(xlabel="τ", ylabel="accuracy (%)", title=title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_norms_before_after(before: Sequence[float], after: Sequence[float], delta: float, head: str = "fc",
+                            ax=None) -> Figure:
+    """Per-class weight norms of a classifier before and after MaxNorm fine-tuning, with the radius δ."""
+    fig, ax = figure_axes(ax, (6, 3.2))
+    x = np.arange(len(before))
+    ax.bar(x - 0.2, np.asarray(before), 0.4, label="after training")
+    ax.bar(x + 0.2, np.asarray(after), 0.4, label="after MaxNorm fine-tuning")
+    ax.axhline(delta, color="black", ls=":", label=f"δ = {delta:.2f}")
+    ax.set(xlabel="class (head → tail)", ylabel="‖w_c‖", title=f"per-class weight norms of {head}")
     ax.legend(fontsize=8)
     return fig

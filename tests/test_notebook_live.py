@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from glmc_core import analysis as A
-from glmc_core import live
-from glmc_core.live import LivePlot, ensure_run
+from glmc_core.notebook.live import LivePlot
 
 
 def _record(epoch):
@@ -62,35 +61,3 @@ def test_fit_stops_on_request_and_resumes_to_the_end(tmp_path):
     state = fit(resume=run_dir, callbacks=[lp2], stop=lp2.stop, log=lambda _m: None)
     assert state.epoch == 2 and [r["epoch"] for r in lp2.history] == [1, 2] and lp2.summary is not None
     assert A.load_run(run_dir).finished
-
-
-@pytest.mark.slow
-def test_ensure_run_trains_resumes_and_reuses(tmp_path, monkeypatch):
-    from glmc_core import get_preset
-
-    cfg = get_preset("digits-lt", method="ce", epochs=1, image_size=8, batch_size=64, out=str(tmp_path),
-                     run_name="ce", progress=False, device="cpu")
-    run_dir = ensure_run(cfg, log=lambda _m: None)
-    assert A.load_run(run_dir).finished
-    messages = []
-
-    def no_training(*_a, **_k):
-        raise AssertionError("a finished run must be reused")
-
-    monkeypatch.setattr("glmc_core.train.fit", no_training)
-    assert ensure_run(cfg, log=messages.append) == run_dir and "already trained" in messages[0]
-
-
-def test_notebook_setup_falls_back_to_digits_and_says_so(tmp_path, monkeypatch):
-    monkeypatch.setenv("GLMC_DATA_ROOT", str(tmp_path / "nothing-here"))
-    setup = live.notebook_setup(quick=True, runs=str(tmp_path), progress=False)
-    assert setup.cfg.dataset == "digits" and setup.tag == "quick-digits"
-    assert setup.message.startswith("NOTE: no CIFAR-10") and "digits" in setup.message
-    ce = setup.config("ce")
-    assert ce.method == "ce" and ce.run_name == "nb-quick-digits-ce" and ce.out == str(tmp_path)
-
-
-def test_notebook_setup_uses_cifar_when_present(cifar10_zip, tmp_path):
-    setup = live.notebook_setup(quick=True, data_root=str(cifar10_zip), runs=str(tmp_path), progress=False)
-    assert setup.cfg.dataset == "cifar10" and setup.tag == "quick-cifar10" and setup.cfg.model == "resnet8"
-    assert list(setup.data.counts)[0] == 300 and len(setup.data.test) == 1000 and "CIFAR-10-LT" in setup.message

@@ -1,4 +1,4 @@
-"""Training from a notebook: a live-plot callback with a stop button, and the notebooks' run settings.
+"""Training from a notebook: a live-plot callback with a stop button.
 
 :class:`LivePlot` is a :data:`glmc_core.train.Callback`: give it to ``fit(callbacks=[live],
 stop=live.stop)``. After every epoch it redraws the loss terms, α, the learning rate and
@@ -6,23 +6,11 @@ accuracy by group inside an ``ipywidgets.Output`` (``clear_output(wait=True)``, 
 height, so the figure does not flicker or stack); its Stop button makes ``fit`` end after
 the last full epoch, whose checkpoint ``fit(resume=run_dir)`` continues from. Outside a
 notebook (or without ipywidgets) it records the same history and draws nothing live.
-
-:func:`notebook_setup` picks the data and configuration the training notebooks use: a
-small CIFAR-10-LT subset on the CPU in quick mode, the paper's CIFAR-10-LT recipe
-otherwise, and scikit-learn's digits when no CIFAR-10 copy is found (and says so).
 """
 
 from __future__ import annotations
 
-import shutil
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable
-
-from .config import Config
-from .errors import GLMCError
-
-__all__ = ["LivePlot", "NotebookSetup", "notebook_setup", "ensure_run"]
+__all__ = ["LivePlot"]
 
 
 class LivePlot:
@@ -117,7 +105,7 @@ class LivePlot:
     # -- drawing -----------------------------------------------------------------------------
     def figure(self):
         """A static figure of everything so far (also what the live view shows)."""
-        from .plots import plot_learning_curves
+        from ..plots import plot_learning_curves
 
         return plot_learning_curves(self.history)
 
@@ -148,8 +136,7 @@ class LivePlot:
 
     @staticmethod
     def _epoch_text(r: dict) -> str:
-        def f(v):
-            return "n/a" if v is None else f"{v:.1f}"
+        from ..metrics import format_number as f
 
         return (f"epoch {r['epoch']}: top-1 {r['top1']:.1f} %, many {f(r.get('many'))}, medium {f(r.get('medium'))}, "
                 f"few {f(r.get('few'))}, α {r.get('alpha', float('nan')):.2f}")
@@ -173,71 +160,3 @@ def _in_kernel() -> bool:
         return False
     ip = get_ipython()
     return ip is not None and getattr(ip, "kernel", None) is not None
-
-
-# ------------------------------------------------------------------------------ notebook runs
-@dataclass
-class NotebookSetup:
-    """The data and base configuration a training notebook uses, and a sentence saying which."""
-
-    cfg: Config  # GLMC; ``config("ce")`` gives the baseline on the same data
-    data: object  # LongTailData, shared by every run of the notebook (loaded once)
-    message: str
-    tag: str  # "quick-cifar10", "quick-digits" or "full-cifar10": part of the run folder names
-
-    def config(self, method: str = "glmc", **overrides) -> Config:
-        return self.cfg.replace(method=method, run_name=f"nb-{self.tag}-{method}", **overrides)
-
-
-def notebook_setup(quick: bool = True, data_root: str | None = None, runs: str = "runs", epochs: int | None = None,
-                   seed: int = 0, progress: bool = True) -> NotebookSetup:
-    """Choose data and settings for the notebooks (see the module docstring)."""
-    from .data import prepare_data
-    from .teaching import notebook_config
-
-    # teaching.notebook_config is the one place that picks the data set and the quick settings
-    # (ResNet-8, 300 images in the largest class, IF 100: 300 … 3, 100 test images per class).
-    common = dict(out=runs, seed=seed, progress=progress, **({"device": "cpu"} if quick else {}))
-    cfg, _ = notebook_config(quick, epochs, data_root, quick_epochs=6, **common)
-    try:
-        data = prepare_data(cfg, progress=progress)
-        if cfg.dataset != "digits":
-            msg = (f"CIFAR-10-LT (imbalance factor {cfg.imbalance_factor:g}) from {data.origin}: {len(data.train)} "
-                   f"training images, {len(data.test)} test images, model {cfg.model}, {cfg.epochs} epochs on "
-                   f"{cfg.device}.")
-            return NotebookSetup(cfg, data, msg, f"{'quick' if quick else 'full'}-cifar10")
-        reason = "no data root given"
-    except GLMCError as exc:
-        if not quick:
-            raise
-        reason = str(exc).split(";")[0]
-    cfg, _ = notebook_config(quick, epochs, quick_epochs=8, offline=True, **common)
-    data = prepare_data(cfg, progress=progress)
-    msg = (f"NOTE: no CIFAR-10 copy was found ({reason}). Using the offline stand-in instead: scikit-learn's "
-           f"8x8 handwritten digits, long-tailed (imbalance factor {cfg.imbalance_factor:g}), {len(data.train)} "
-           f"training images. Set DATA_ROOT (or $GLMC_DATA_ROOT) to a CIFAR-10 folder or zip for the real thing.")
-    return NotebookSetup(cfg, data, msg, "quick-digits")
-
-
-def ensure_run(cfg: Config, data=None, retrain: bool = False, callbacks=(), stop: Callable[[], bool] | None = None,
-               log: Callable[[str], None] | None = None) -> Path:
-    """The run folder of ``cfg`` (``cfg.out / cfg.run_name``): trained if missing, resumed if
-    unfinished, reused if finished; ``retrain`` deletes it first."""
-    from .analysis import load_run
-    from .train import fit
-
-    if not cfg.run_name:
-        raise GLMCError("ensure_run needs a config with a run_name")
-    run_dir = Path(cfg.out) / cfg.run_name
-    if retrain and run_dir.exists():
-        shutil.rmtree(run_dir)
-    if (run_dir / "checkpoint.pt").is_file():
-        if load_run(run_dir).finished:
-            (log or print)(f"{run_dir} is already trained: using it (pass retrain=True to train it again)")
-            return run_dir
-        fit(resume=run_dir, data=data, callbacks=callbacks, stop=stop, log=log)
-    else:
-        if run_dir.exists():  # an empty or broken folder from an interrupted start
-            shutil.rmtree(run_dir)
-        fit(cfg, data=data, callbacks=callbacks, stop=stop, log=log)
-    return run_dir

@@ -1,0 +1,16 @@
+"""What only the notebooks need, on top of the package (import the floors below as you like).
+
+* :mod:`~glmc_core.notebook.setup`: quick or full, which data, which device, in one place;
+* :mod:`~glmc_core.notebook.experiments`: the small computations the notebooks show, and
+  :func:`~glmc_core.train.train_or_reuse` for runs shared between notebooks;
+* :mod:`~glmc_core.notebook.figures`: their figures (the palette and axes of :mod:`glmc_core.plots`);
+* :mod:`~glmc_core.notebook.widgets`: the explorers (needs ipywidgets; import it yourself);
+* :mod:`~glmc_core.notebook.live`: live training plots with a Stop button.
+"""
+
+from . import experiments, figures
+from .live import LivePlot
+from .setup import NotebookSetup, env_data_root, notebook_config, notebook_setup, quick_mode
+
+__all__ = ["experiments", "figures", "LivePlot", "NotebookSetup", "env_data_root", "notebook_config",
+           "notebook_setup", "quick_mode"]
