@@ -31,6 +31,29 @@ def _kv(text: str) -> tuple[str, str]:
     return k.strip().replace("-", "_"), v.strip()
 
 
+def _number(kind, low=None, high=None, low_open=False):
+    """An argparse type: a finite ``kind`` (int or float) in [low, high] (``low_open``: above ``low``)."""
+    def parse(text: str):
+        shown = text if len(text) <= 40 else text[:39] + "…"
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {shown!r}") from None
+        bound = ("" if low is None else f" {'>' if low_open else '>='} {low}") + \
+                ("" if high is None else f"{' and' if low is not None else ''} <= {high}")
+        if value != value or value in (float("inf"), float("-inf")) or \
+                (low is not None and (value <= low if low_open else value < low)) or \
+                (high is not None and value > high):
+            what = "a whole number" if kind is int else "a finite number"
+            raise argparse.ArgumentTypeError(f"must be {what}{bound}, got {shown!r}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in its own messages
+    return parse
+
+
+_SEED = _number(int, 0, 2**31 - 1)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="glmc", description="GLMC long-tailed recognition: train, evaluate, inspect data and presets.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
@@ -70,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data-root", help="where the data set is now, if it moved")
     e.add_argument("--device", default="auto")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    e.add_argument("--logit-adjust", type=float, metavar="TAU",
+    e.add_argument("--logit-adjust", type=_number(float, 0), metavar="TAU",
                    help="also score argmax(z - TAU*log prior) (post-hoc logit adjustment), side by side")
 
     sub.add_parser("presets", help="list the presets and their settings")
@@ -87,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--umap", action=argparse.BooleanOptionalAction, default=True,
                    help="draw UMAP embeddings of the test features (needs umap-learn; cached in the run folder)")
     a.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint to analyse")
-    a.add_argument("--max-points", type=int, default=2000, help="test images in each UMAP (a random subsample)")
+    a.add_argument("--max-points", type=_number(int, 10), default=2000,
+                   help="test images in each UMAP (a random subsample; at least 10)")
     a.add_argument("--data-root", help="where the data set is now, if it moved")
     a.add_argument("--device", default="auto")
     _add_beyond_commands(sub)
@@ -116,10 +140,11 @@ def _add_beyond_commands(sub) -> None:
     c.add_argument("--preset", required=True)
     c.add_argument("--set-name", default="ablation", help="ablation | baselines | all (default: ablation)")
     c.add_argument("--methods", help="comma-separated methods instead of a set, e.g. ce,glmc")
-    c.add_argument("--epochs", type=int, help="override the preset's epochs (quick runs)")
+    c.add_argument("--epochs", type=_number(int, 1), help="override the preset's epochs (quick runs)")
     c.add_argument("--out", help="results and run folders (default: runs/compare-PRESET)")
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--tau", type=float, action="append", help="logit-adjustment τ to report (repeatable; default 1)")
+    c.add_argument("--seed", type=_SEED, default=0)
+    c.add_argument("--tau", type=_number(float, 0), action="append",
+                   help="logit-adjustment τ ≥ 0 to report (repeatable; default 1)")
     c.add_argument("--data-root")
     c.add_argument("--device")
     c.add_argument("--set", type=_kv, action="append", default=[], metavar="KEY=VALUE",
@@ -127,17 +152,20 @@ def _add_beyond_commands(sub) -> None:
 
     m = sub.add_parser("finetune-maxnorm", help="fine-tune a run's classifier with weight decay + MaxNorm")
     m.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder")
-    m.add_argument("--epochs", type=int, default=10)
-    m.add_argument("--lr", type=float, default=0.01)
-    m.add_argument("--weight-decay", type=float, default=0.1)
-    m.add_argument("--delta", type=float, help="absolute radius δ (default: relative, see --thresh)")
-    m.add_argument("--thresh", type=float, default=0.1, help="δ = min‖w‖ + thresh·(max‖w‖ − min‖w‖) (default 0.1)")
+    m.add_argument("--epochs", type=_number(int, 1), default=10)
+    m.add_argument("--lr", type=_number(float, 0, low_open=True), default=0.01)
+    m.add_argument("--weight-decay", type=_number(float, 0), default=0.1)
+    m.add_argument("--delta", type=_number(float, 0, low_open=True),
+                   help="absolute radius δ > 0 (default: relative, see --thresh)")
+    m.add_argument("--thresh", type=_number(float, 0), default=0.1,
+                   help="δ = min‖w‖ + thresh·(max‖w‖ − min‖w‖) (default 0.1)")
     m.add_argument("--per", choices=("step", "epoch"), default="step", help="project after every step or epoch")
     m.add_argument("--loss", choices=("cb", "ce"), default="cb", help="class-balanced (default) or plain CE")
     m.add_argument("--head", choices=("fc", "fc_cb"), help="default: the method's inference head")
     m.add_argument("--which", choices=("final", "best"), default="final", help="start from the final or best model")
     m.add_argument("--device")
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--seed", type=_SEED, default=0)
+    m.add_argument("--data-root", help="where the run's data set is (default: $GLMC_DATA_ROOT or ./data)")
 
 
 def _cmd_compare(args) -> int:
@@ -157,7 +185,7 @@ def _cmd_finetune_maxnorm(args) -> int:
 
     r = finetune_maxnorm(args.run_dir, epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
                          delta=args.delta, thresh=args.thresh, per=args.per, loss=args.loss, head=args.head,
-                         which=args.which, device=args.device, seed=args.seed)
+                         which=args.which, device=args.device, seed=args.seed, data_root=args.data_root)
     print(_table({"before": r.summary["before"], f"MaxNorm (δ={r.delta:.3g})": r.summary["after"]}))
     print(f"written: {r.out_dir}")
     return 0
@@ -237,33 +265,33 @@ def _evaluation_checkpoint(path: str) -> str:
 
 
 def _cmd_evaluate(args) -> int:
-    from .checkpoint import load_checkpoint
+    from .checkpoint import check_compatible, load_checkpoint, load_weights, saved_config, saved_data_hint
     from .data import prepare_data
     from .methods import build_method_model
     from .train import evaluate, resolve_device
 
-    ck = load_checkpoint(_evaluation_checkpoint(args.checkpoint))
-    cfg = Config.from_dict(ck["config"])
-    if args.data_root:
-        cfg = cfg.replace(data_root=args.data_root)
-    data = prepare_data(cfg)
+    path = _evaluation_checkpoint(args.checkpoint)
+    ck = load_checkpoint(path)
+    cfg = saved_config(ck, path, args.data_root)  # the data lives where the user says, not where the file says
     device = resolve_device(args.device)
+    try:
+        data = prepare_data(cfg)
+    except GLMCError as exc:
+        raise GLMCError(f"{exc}{saved_data_hint(ck, args.data_root)}") from None
     model = build_method_model(cfg, data.num_classes)  # LDAM's fc is a cosine classifier
-    from .checkpoint import check_compatible
-
     check_compatible(ck, cfg.model, data.num_classes, cfg.dataset, str(args.checkpoint), list(data.classes))
-    model.load_state_dict(ck["model"])
+    load_weights(model, ck, str(path))
     model.to(device)
     if args.logit_adjust is not None:  # plain and adjusted from the same logits
         from .logit_adjustment import adjusted_key, evaluate_with_adjustment
 
         scores = evaluate_with_adjustment(model, data.test, cfg, data, device, (args.logit_adjust,))
         metrics = scores["plain"]
-        rows = {f"epoch {ck.get('epoch')}": metrics,
+        rows = {f"epoch {str(ck.get('epoch'))[:12]}": metrics,
                 f"LA τ={args.logit_adjust:g}": scores[adjusted_key(args.logit_adjust)]}
     else:
         metrics = evaluate(model, data.test, cfg, data, device)
-        rows = {f"epoch {ck.get('epoch')}": metrics}
+        rows = {f"epoch {str(ck.get('epoch'))[:12]}": metrics}
     if args.json:
         print(json.dumps(metrics if args.logit_adjust is None else scores))
     else:

@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import GLMCError
 
-__all__ = ["Config", "PRESETS", "METHODS", "get_preset", "describe_preset"]
+__all__ = ["Config", "PRESETS", "METHODS", "get_preset", "describe_preset", "check_run_name"]
 
 # Methods: GLMC, its ablations, and simple baselines on the same pipeline.
 METHODS = {
@@ -174,6 +174,11 @@ class Config:
             bad(f"image_size must be at least 8, got {self.image_size}")
         if self.n_max is not None and self.n_max < 1:
             bad(f"n_max must be positive, got {self.n_max}")
+        if self.run_name is not None or self.preset is not None:  # the run folder's name: inside --out only
+            if self.run_name is not None:
+                check_run_name(self.run_name)
+            if self.preset is not None:
+                check_run_name(self.preset)
         if self.test_per_class is not None and self.test_per_class < 1:
             bad(f"test_per_class must be positive, got {self.test_per_class}")
         # Ranges that would otherwise fail deep inside numpy/torch or silently give NaN losses.
@@ -198,6 +203,17 @@ class Config:
         """The authors' code's deviations from the paper, all at once (see the README)."""
         return self.replace(authors_beta=True, cutmix_label="lambda", resample_convention="instance",
                             loss_reduction="sum")  # resample_convention is already the authors' by default
+
+
+def check_run_name(name: str) -> str:
+    """A run name is one folder inside ``--out``: no separators, no ``..``, not absolute, not hidden."""
+    bad = (not name or name in (".", "..") or name.startswith((".", "~")) or any(c in name for c in "/\\\0")
+           or name.startswith("/") or len(name.encode("utf-8", "surrogateescape")) > 200)
+    if bad:
+        shown = name if len(name) <= 60 else name[:59] + "…"
+        raise GLMCError(f"run name {shown!r} is not a plain folder name: it must stay inside --out (no '/', "
+                        f"no '..', not starting with '.' or '~', at most 200 bytes)")
+    return name
 
 
 def _coerce(key: str, value: Any, default: Any) -> Any:

@@ -23,11 +23,13 @@ import torch
 from . import distributed, mixing
 from .checkpoint import (
     check_compatible,
+    load_weights,
     new_run_dir,
     open_run,
     remove_stale_temporaries,
     require_training_state,
     save_checkpoint,
+    saved_data_hint,
     write_text_atomic,
 )
 from .config import Config
@@ -135,23 +137,31 @@ class TrainState:
     def load_checkpoint_dict(self, ck: dict, path: str = "checkpoint") -> bool:
         """Restore everything from ``ck``; False if the augmentation generator could not be (another device)."""
         check_compatible(ck, self.cfg.model, self.data.num_classes, self.cfg.dataset, path, list(self.data.classes))
-        if [int(c) for c in ck.get("class_counts", [])] != [int(c) for c in self.data.counts]:
+        try:
+            saved_counts = [int(c) for c in ck.get("class_counts", [])]
+        except (TypeError, ValueError):
+            saved_counts = None
+        if saved_counts != [int(c) for c in self.data.counts]:
             raise GLMCError(f"{path} was trained on other class counts than this data set's long-tailed subset")
         require_training_state(ck, path)
+        load_weights(self.model, ck, path)
         try:
-            self.model.load_state_dict(ck["model"])
             self.optimizer.load_state_dict(ck["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise GLMCError(f"{path} does not fit this model: {str(exc).splitlines()[0][:160]}") from None
-        self.epoch, self.history, self.best = int(ck["epoch"]), list(ck["history"]), ck.get("best")
+            self.epoch, self.history, self.best = int(ck["epoch"]), list(ck["history"]), ck.get("best")
+            if not 0 <= self.epoch <= self.cfg.epochs or not all(isinstance(r, dict) for r in self.history):
+                raise ValueError("epoch or history out of range")
+            rng = ck["rng"]
+            self.data_gen.set_state(rng["data"])
+            self.np_rng.bit_generator.state = json.loads(rng["numpy"])
+            torch.set_rng_state(rng["torch"])
+        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            detail = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:160]
+            raise GLMCError(f"{path} is missing parts of its training state or they are damaged ({detail}); "
+                            f"resume from an earlier copy or start a new run") from None
         self.saved_epoch = self.epoch
-        rng = ck["rng"]
-        self.data_gen.set_state(rng["data"])
-        self.np_rng.bit_generator.state = json.loads(rng["numpy"])
-        torch.set_rng_state(rng["torch"])
         try:
             self.aug_gen.set_state(rng["aug"])
-        except RuntimeError:  # saved on another device type: CUDA and CPU generators keep different states
+        except (RuntimeError, TypeError, KeyError):  # saved on another device type: CUDA and CPU states differ
             return False
         return True
 
@@ -360,7 +370,15 @@ def fit(cfg: Config | None = None, *, data: LongTailData | None = None, resume: 
         save = save and env.is_main
         log = log if env.is_main else (lambda msg: None)
         callbacks = callbacks if env.is_main else []
-    state = build_state(cfg, data, loader)
+    try:
+        state = build_state(cfg, data, loader)
+    except NonFiniteLoss:
+        raise
+    except GLMCError as exc:  # a resumed run's data are not where the user said: say where they were
+        hint = saved_data_hint(ck, overrides.get("data_root")) if ck is not None else ""
+        if hint and ("not found" in str(exc) or "does not exist" in str(exc)):
+            raise GLMCError(f"{exc}{hint}") from None
+        raise
     for note in state.data.notes:  # e.g. skipped non-image files
         log(f"data: {note}")
     if run_dir is not None:

@@ -95,6 +95,13 @@ ROWS = [
     ("unknown-model", lambda t: ["train", *QUICK, "--model", "resnet9"], "unknown model 'resnet9'"),
     ("unknown-method", lambda t: ["train", *QUICK, "--method", "glmx"], "unknown method 'glmx'"),
     ("unknown-device", lambda t: ["train", *QUICK, "--device", "tpu", "--out", t], "unknown device 'tpu'"),
+    ("run-name-leaves-out", lambda t: ["train", *QUICK, "--out", t, "--run-name", "../escaped"],
+     "run name '../escaped' is not a plain folder name: it must stay inside --out"),
+    ("run-name-absolute", lambda t: ["train", *QUICK, "--out", t, "--run-name", t / "abs"],
+     "is not a plain folder name"),
+    ("run-name-dot-dot", lambda t: ["train", *QUICK, "--out", t, "--run-name", ".."], "is not a plain folder name"),
+    ("preset-name-leaves-out", lambda t: ["train", *QUICK, "--out", t, "--set", "preset=../../x"],
+     "run name '../../x' is not a plain folder name"),
     ("bad-choice", lambda t: ["train", *QUICK, "--loader", "gpu"], "argument --loader: invalid choice: 'gpu'"),
     ("resume-and-change", lambda t: ["train", "--resume", t, "--lr", "0.1"], "drop --lr"),
     # --- preset overrides (--set)
@@ -141,6 +148,14 @@ ROWS = [
      "train.txt:2: expected 'relative/path label', got 'b/1.png'"),
     ("label-not-a-number", lambda t: ["train", *QUICK, *SPLITS, "--out", t, "--data-root",
                                       _split_root(t, "a/0.png cat\n")], "train.txt:1: label 'cat' is not a whole"),
+    ("list-path-dot-dot", lambda t: ["train", *QUICK, *SPLITS, "--out", t, "--data-root",
+                                     _split_root(t, "a/0.png 0\n../../secret.png 1\n")],
+     "train.txt:2: path '../../secret.png' leaves the data root"),
+    ("list-path-absolute", lambda t: ["train", *QUICK, *SPLITS, "--out", t, "--data-root",
+                                      _split_root(t, "a/0.png 0\n/etc/passwd 1\n")],
+     "train.txt:2: path '/etc/passwd' leaves the data root"),
+    ("list-path-home", lambda t: ["train", *QUICK, *SPLITS, "--out", t, "--data-root",
+                                  _split_root(t, "a/0.png 0\n~/x.png 1\n")], "leaves the data root"),
     ("image-missing", lambda t: ["train", *QUICK, *SPLITS, "--out", t, "--data-root",
                                  _split_root(t, "a/0.png 0\nb/9.png 1\n")],
      "1 image file(s) of the split list are missing"),
@@ -328,3 +343,62 @@ def test_checkpoint_one_liners_are_readable(tmp_path):
     with pytest.raises(GLMCError) as exc:
         load_checkpoint(tmp_path / "c.pt")
     assert len(str(exc.value)) < 300 and "pathlib" in str(exc.value)
+
+
+# ------------------------------------------------------------------------------ security (issue 14)
+class _Planted:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):  # unpickling this would run code: here, create the marker file
+        return (Path.touch, (self.marker,))
+
+
+def _planted_cifar(tmp_path: Path) -> tuple[Path, Path]:
+    """A data folder whose ``data_batch_1`` runs code when unpickled with ``pickle.load``."""
+    import pickle
+
+    evil, marker = tmp_path / "evil", tmp_path / "pwned"
+    folder = evil / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (folder / name).write_bytes(pickle.dumps({b"data": _Planted(marker), b"labels": [0]}, protocol=2))
+    return evil, marker
+
+
+def _checkpoint_pointing_at(tmp_path: Path, data_root: Path, training_state: bool) -> Path:
+    cfg = get_preset("cifar10-lt-if100", data_root=str(data_root), model="resnet8")
+    state = {"config": cfg.to_dict(), "model": {"w": torch.zeros(1)}, "classes": [str(i) for i in range(10)]}
+    if training_state:
+        state.update(optimizer={}, epoch=0, history=[], rng={})
+    return save_checkpoint(state, tmp_path / "run" / "checkpoint.pt")
+
+
+@pytest.mark.parametrize("command", ["evaluate", "resume", "finetune-maxnorm"])
+def test_a_checkpoint_never_names_where_data_is_read(tmp_path, capsys, command):
+    """A checkpoint that passes weights_only carries a config whose data_root points at planted pickles:
+    the data are read from where the user says (--data-root, $GLMC_DATA_ROOT, ./data), not from there."""
+    evil, marker = _planted_cifar(tmp_path)
+    ck = _checkpoint_pointing_at(tmp_path, evil, training_state=True)
+    argv = {"evaluate": ["evaluate", "--checkpoint", ck], "resume": ["train", "--resume", ck],
+            "finetune-maxnorm": ["finetune-maxnorm", ck.parent, "--device", "cpu"]}[command]
+    rc, lines = run_cli(capsys, argv)
+    assert rc == 2 and len(lines) == 1, lines
+    assert "CIFAR-10 not found under" in lines[0] and str(tmp_path / "data") in lines[0]
+    if command != "finetune-maxnorm":
+        assert "not followed" in lines[0] and "--data-root" in lines[0]
+    assert not marker.exists()
+    # Named by the user, the planted folder is read with the restricted unpickler: refused, nothing runs.
+    rc, lines = run_cli(capsys, [*argv, "--data-root", evil])
+    assert rc == 2 and len(lines) == 1 and "refused for safety" in lines[0], lines
+    assert not marker.exists()
+
+
+def test_analyze_never_takes_the_data_root_from_the_run_folder(tmp_path, capsys):
+    evil, marker = _planted_cifar(tmp_path)
+    ck = _checkpoint_pointing_at(tmp_path, evil, training_state=False)
+    cfg = get_preset("cifar10-lt-if100", data_root=str(evil), model="resnet8")
+    (ck.parent / "config.json").write_text(cfg.to_json())
+    rc, lines = run_cli(capsys, ["analyze", ck.parent, "--no-umap", "--device", "cpu"])
+    assert rc == 2 and len(lines) == 1 and "CIFAR-10 not found under" in lines[0], lines
+    assert not marker.exists() and not (ck.parent / "analysis").exists()

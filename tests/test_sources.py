@@ -111,6 +111,60 @@ def test_cifar_missing_file_and_corrupt_pickle(tmp_path):
         load_cifar(tmp_path, 10)
 
 
+class _Planted:
+    """What a hostile ``data_batch_1`` holds: unpickling it would call ``marker.touch()`` (any code could run)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("where", ["data_batch_1", "batches.meta"])
+def test_cifar_pickles_cannot_run_code(tmp_path, where):
+    """CIFAR batches are pickles: only dicts, lists, bytes, numbers and numpy arrays are rebuilt."""
+    write_cifar10(tmp_path)
+    marker = tmp_path / "pwned"
+    folder = tmp_path / "cifar-10-batches-py"
+    if where == "data_batch_1":
+        _dump(folder / where, {b"data": _Planted(marker), b"labels": [0]})
+    else:
+        _dump(folder / where, {b"label_names": [_Planted(marker)]})
+    with pytest.raises(GLMCError, match="refused for safety") as info:
+        load_cifar(tmp_path, 10)
+    assert not marker.exists()
+    assert "pathlib" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_cifar_pickles_refuse_object_arrays_and_builtins(tmp_path):
+    write_cifar10(tmp_path)
+    folder = tmp_path / "cifar-10-batches-py"
+    _dump(folder / "data_batch_2", {b"data": np.array([print], dtype=object), b"labels": [0]})
+    with pytest.raises(GLMCError, match="refused for safety"):
+        load_cifar(tmp_path, 10)
+    with open(folder / "data_batch_2", "wb") as fh:  # a bare GLOBAL of builtins.eval, protocol 0
+        fh.write(b"cbuiltins\neval\n(S'1+1'\ntR.")
+    with pytest.raises(GLMCError, match=r"\(refused builtins.eval\); it is refused for safety"):
+        load_cifar(tmp_path, 10)
+
+
+@pytest.mark.parametrize("protocol", [0, 2])
+def test_cifar_pickles_of_python2_and_3_protocols_load(tmp_path, protocol):
+    """The real files are protocol-2 pickles written by Python 2 (numpy.core.multiarray._reconstruct,
+    numpy.ndarray, numpy.dtype); Python 3 writes bytes through _codecs.encode at protocols < 3."""
+    folder = tmp_path / "cifar-10-batches-py"
+    train_x, _ = write_cifar10(tmp_path)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]:
+        with open(folder / name, "rb") as fh:
+            obj = pickle.load(fh)
+        with open(folder / name, "wb") as fh:
+            pickle.dump(obj, fh, protocol=protocol)
+    src = load_cifar(tmp_path, 10)
+    np.testing.assert_array_equal(src.train.images, train_x)
+    assert src.classes[0] == "airplane"
+
+
 @pytest.mark.parametrize("make", ["missing", "empty"])
 def test_cifar_not_found(tmp_path, make):
     root = tmp_path / "nowhere"

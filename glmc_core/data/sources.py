@@ -25,7 +25,13 @@ __all__ = ["ArraySplit", "FileSplit", "Source", "resolve_data_root", "cache_dir"
            "load_image_folder", "parse_split_list", "load_split_list", "load_digits", "IMAGE_EXTENSIONS"]
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
-_CACHE_VERSION = "1"
+_CACHE_VERSION = "2"  # 2: keyed on the listing (names, sizes, times) and the split lists' contents
+
+# Caps on what one image may expand to, checked before decoding (a small file can declare a huge image or
+# a zip member a huge size). Raise them with these environment variables (also seen by DataLoader workers).
+MAX_IMAGE_PIXELS_ENV, MAX_FILE_BYTES_ENV = "GLMC_MAX_IMAGE_PIXELS", "GLMC_MAX_FILE_BYTES"
+_DEFAULT_MAX_PIXELS = 64_000_000  # 8000 x 8000; ImageNet, iNaturalist and Places images are far smaller
+_DEFAULT_MAX_BYTES = 256 * 2**20  # one image file (or zip member), uncompressed
 
 
 @dataclass
@@ -70,16 +76,59 @@ class Source:
     notes: list[str] = field(default_factory=list)
 
 
+def expand_user(path: str | os.PathLike) -> Path:
+    """``Path(path).expanduser()``, with a one-line error for ``~name`` of a user that does not exist."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:  # pathlib: "Could not determine home directory."
+        raise GLMCError(f"cannot expand {clip(str(path))}: no such user (or no home folder); give the full path") \
+            from None
+
+
+def clip(text: str, limit: int = 80) -> str:
+    """``text`` shortened for a message (file contents and user input can be arbitrarily long)."""
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def resolve_data_root(data_root: str | os.PathLike | None) -> Path:
     """``data_root`` if given, else ``$GLMC_DATA_ROOT``, else ``./data``."""
     if data_root:
-        return Path(data_root).expanduser()
+        return expand_user(data_root)
     env = os.environ.get("GLMC_DATA_ROOT")
-    return Path(env).expanduser() if env else Path("data")
+    return expand_user(env) if env else Path("data")
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("GLMC_CACHE_DIR", "data/cache")).expanduser()
+    return expand_user(os.environ.get("GLMC_CACHE_DIR", "data/cache"))
+
+
+def _limit(env: str, default: int) -> int:
+    raw = os.environ.get(env)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise GLMCError(f"${env} must be a whole number, got {clip(raw)!r}") from None
+    if value < 1:
+        raise GLMCError(f"${env} must be positive, got {value}")
+    return value
+
+
+def max_image_pixels() -> int:
+    """Largest width x height decoded (``$GLMC_MAX_IMAGE_PIXELS``, default 64 million)."""
+    return _limit(MAX_IMAGE_PIXELS_ENV, _DEFAULT_MAX_PIXELS)
+
+
+def max_file_bytes() -> int:
+    """Largest image file or uncompressed zip member read (``$GLMC_MAX_FILE_BYTES``, default 256 MiB)."""
+    return _limit(MAX_FILE_BYTES_ENV, _DEFAULT_MAX_BYTES)
+
+
+def _hidden(part: str) -> bool:
+    """Entries that are not data: hidden files and folders, and the ``__MACOSX`` folders of macOS zips."""
+    return part.startswith(".") or part == "__MACOSX"
 
 
 # --------------------------------------------------------------------------------- CIFAR
@@ -88,6 +137,62 @@ _CIFAR_LAYOUT = {
          "batches.meta", b"label_names"),
     100: ("cifar-100-python", ["train"], ["test"], b"fine_labels", "meta", b"fine_label_names"),
 }
+
+
+class _Refused(pickle.UnpicklingError):
+    """A CIFAR pickle asked for something that is not images, labels or names."""
+
+
+def _reconstruct(cls, shape, dtype_code):
+    """numpy's array unpickling entry point (``numpy.core.multiarray._reconstruct``), for ``numpy.ndarray`` only."""
+    try:
+        from numpy._core.multiarray import _reconstruct as reconstruct
+    except ImportError:  # numpy 1.x
+        from numpy.core.multiarray import _reconstruct as reconstruct
+
+    if cls is not np.ndarray:
+        raise _Refused("only numpy.ndarray may be rebuilt")
+    return reconstruct(cls, shape, dtype_code)
+
+
+def _dtype(spec, align=False, copy=False):
+    """``numpy.dtype`` for plain numbers only: an object dtype would let the pickle build arbitrary objects."""
+    dt = np.dtype(spec, align, copy)
+    if dt.hasobject or dt.kind not in "biuf":
+        raise _Refused(f"dtype {dt} is not a plain numeric type")
+    return dt
+
+
+def _latin1(text, encoding="latin1"):
+    """``_codecs.encode``, which Python 3 pickles use for bytes (protocol 2): text to bytes only."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise _Refused("_codecs.encode is allowed only for latin1 text")
+    return text.encode("latin1")
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Rebuild only what CIFAR's python batches hold: dicts, lists, bytes/str, numbers and numpy arrays.
+
+    A real ``data_batch_1`` references exactly ``numpy.core.multiarray._reconstruct``, ``numpy.ndarray``
+    and ``numpy.dtype``; any other global (``os.system``, ``builtins.eval``, ...) is refused before it is
+    looked up, so a planted file cannot run code.
+    """
+
+    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+                ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+                ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): _dtype,
+                ("_codecs", "encode"): _latin1}
+
+    def find_class(self, module, name):
+        try:
+            return self._ALLOWED[(module, name)]
+        except KeyError:
+            raise _Refused(f"refused {clip(module, 60)}.{clip(name, 60)}") from None
+
+
+def _load_cifar_pickle(path: Path):
+    with open(path, "rb") as fh:
+        return _CifarUnpickler(fh, encoding="bytes").load()
 
 
 def _read_cifar_pickles(folder: Path, num_classes: int) -> Source:
@@ -100,12 +205,16 @@ def _read_cifar_pickles(folder: Path, num_classes: int) -> Source:
             if not path.is_file():
                 raise GLMCError(f"CIFAR-{num_classes} file {path} is missing; the folder {folder} is incomplete")
             try:
-                with open(path, "rb") as fh:
-                    entry = pickle.load(fh, encoding="bytes")
+                entry = _load_cifar_pickle(path)
                 data = np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
                 labels = np.asarray(entry[label_key], dtype=np.int64)
+                if labels.shape != (len(data),) or labels.min() < 0 or labels.max() >= num_classes:
+                    raise ValueError("labels do not match the images")
             except GLMCError:
                 raise
+            except _Refused as exc:
+                raise GLMCError(f"CIFAR-{num_classes} file {path} holds something other than images and labels "
+                                f"({exc}); it is refused for safety: delete it and download again") from None
             except Exception as exc:  # noqa: BLE001 - any parse failure means a corrupt file
                 raise GLMCError(f"cannot read CIFAR-{num_classes} file {path}: {exc.__class__.__name__}; "
                                 f"delete it and download again") from None
@@ -118,9 +227,11 @@ def _read_cifar_pickles(folder: Path, num_classes: int) -> Source:
     meta = folder / meta_file
     if meta.is_file():
         try:
-            with open(meta, "rb") as fh:
-                names = pickle.load(fh, encoding="bytes")[names_key]
+            names = _load_cifar_pickle(meta)[names_key]
             classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+        except _Refused as exc:
+            raise GLMCError(f"CIFAR-{num_classes} file {meta} holds something other than class names ({exc}); "
+                            f"it is refused for safety: delete it and download again") from None
         except Exception:  # noqa: BLE001 - names are cosmetic
             pass
     return Source(f"cifar{num_classes}", classes, train, test, str(folder))
@@ -205,7 +316,7 @@ def index_image_folder(path) -> tuple[list[str], FileSplit, FileSplit, list[str]
 
     Returns ``(classes, train, test, notes)``; ``notes`` says what was skipped.
     """
-    path = Path(path).expanduser()
+    path = expand_user(path)
     if not path.exists():
         raise GLMCError(f"data root {path} does not exist; pass --data-root with a folder or .zip that holds "
                         f"train/<class>/ and test/<class>/ image folders")
@@ -323,7 +434,7 @@ def _cached_decode(path: Path, key_extra: str, splits: dict[str, FileSplit], ima
 
 def load_image_folder(path, image_size: int = 32, decode: bool = True, progress: bool = True) -> Source:
     """An image-folder tree (folder or .zip); decoded and cached when ``decode`` is true."""
-    path = Path(path).expanduser()
+    path = expand_user(path)
     classes, train, test, notes = index_image_folder(path)
     if decode:
         arrays = _cached_decode(path, "imagefolder", {"train": train, "test": test}, image_size, progress)
@@ -336,13 +447,20 @@ _LABEL = re.compile(r"-?[0-9]+", re.ASCII)
 _MAX_CLASSES = 1_000_000  # labels are class indices; iNaturalist 2018 has 8,142 classes
 
 
+def _inside_root(rel: str) -> bool:
+    """A split-list path names a file under the data root: relative, no ``..``, no drive or ``~``."""
+    p = PurePosixPath(rel.replace("\\", "/"))
+    return not (p.is_absolute() or ".." in p.parts or rel.startswith("~") or re.match(r"[A-Za-z]:", rel)
+                or "\0" in rel)
+
+
 def parse_split_list(list_path, num_classes: int | None = None) -> tuple[list[str], np.ndarray]:
     """Read a split list: one ``relative/path label`` per line (ImageNet-LT, iNat 2018, Places-LT).
 
     Blank lines and lines starting with ``#`` are skipped; anything else that does not parse
     is reported with its file and line number.
     """
-    list_path = Path(list_path).expanduser()
+    list_path = expand_user(list_path)
     if list_path.is_dir():
         raise GLMCError(f"split list {list_path} is a folder; give the file of 'relative/path label' lines")
     if not list_path.is_file():
@@ -361,8 +479,13 @@ def parse_split_list(list_path, num_classes: int | None = None) -> tuple[list[st
             raise GLMCError(f"{list_path}:{lineno}: expected 'relative/path label', got {stripped[:80]!r}")
         rel, lab = parts
         if not _LABEL.fullmatch(lab):  # int() would also take "1_000", "+1" or non-ASCII digits
-            raise GLMCError(f"{list_path}:{lineno}: label {lab!r} is not a whole number")
+            raise GLMCError(f"{list_path}:{lineno}: label {clip(lab, 40)!r} is not a whole number")
+        if len(lab.lstrip("-").lstrip("0")) > 9:  # int() of 10 MB of digits is slow and then refused anyway
+            raise GLMCError(f"{list_path}:{lineno}: label {clip(lab, 40)} is too large (at most {_MAX_CLASSES - 1})")
         label = int(lab)
+        if not _inside_root(rel):
+            raise GLMCError(f"{list_path}:{lineno}: path {clip(rel)!r} leaves the data root (absolute, '..' or "
+                            f"'~'); split-list paths are relative to the data root and stay inside it")
         if label >= _MAX_CLASSES:
             raise GLMCError(f"{list_path}:{lineno}: label {label} is too large (at most {_MAX_CLASSES - 1})")
         if label < 0 or (num_classes is not None and label >= num_classes):
@@ -385,7 +508,7 @@ def load_split_list(data_root, train_list, test_list, image_size: int = 224, dec
         raise GLMCError("a split-list data set needs both train_list and test_list")
 
     def find(name):
-        p = Path(name).expanduser()
+        p = expand_user(name)
         return p if p.is_absolute() or p.exists() else root / name
 
     train_paths, train_labels = parse_split_list(find(train_list))
