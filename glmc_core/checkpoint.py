@@ -21,7 +21,7 @@ from typing import Any, Callable
 import torch
 
 from .config import Config, check_run_name
-from .errors import GLMCError
+from .errors import GLMCError, interrupts_deferred
 
 __all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "check_compatible", "remove_stale_temporaries",
            "open_run", "require_training_state", "new_run_dir", "write_text_atomic", "saved_config",
@@ -35,19 +35,20 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"format": FORMAT, **state}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+    with interrupts_deferred():  # a Ctrl-C or SIGTERM sent to the CLI now waits for the write to finish
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+            with os.fdopen(fd, "wb") as fh:
+                torch.save(state, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
     return path
 
 

@@ -9,14 +9,39 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Sequence
 
 from .config import METHODS, PRESETS, Config, describe_preset, get_preset
-from .errors import GLMCError
+from .errors import GLMCError, defer_interrupt
 
 __all__ = ["main", "build_parser"]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler, a notebook kernel shutting down): stopped like Ctrl-C, exit status 143."""
+
+
+def _on_signal(signum, _frame):
+    exc = Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+    if not defer_interrupt(exc):  # a checkpoint being written is finished first
+        raise exc
+
+
+def _install_signal_handlers() -> dict:
+    """Ctrl-C and SIGTERM raise (deferred while a checkpoint is written); returns the previous handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, _on_signal)
+        except (ValueError, OSError):  # pragma: no cover - not settable here
+            pass
+    return previous
 
 
 class _Parser(argparse.ArgumentParser):
@@ -314,6 +339,20 @@ def _cmd_data(args) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    previous = _install_signal_handlers()
+    try:
+        return _main(argv)
+    finally:
+        for sig, handler in previous.items():  # main() called from Python (tests, notebooks) leaves no trace
+            signal.signal(sig, handler)
+
+
+def _error(message: str) -> int:
+    print(f"glmc: error: {GLMCError(message)}", file=sys.stderr)  # GLMCError: one line, bounded in length
+    return 2
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -335,28 +374,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GLMCError as exc:
         print(f"glmc: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as exc:
+    except KeyboardInterrupt as exc:  # Ctrl-C (130) or SIGTERM (143, 128 + 15), after any checkpoint write
+        word, status = ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
         run_dir = getattr(exc, "run_dir", None)
         if run_dir is None:
-            print("glmc: interrupted (no run had started, so there is nothing to resume)", file=sys.stderr)
+            print(f"glmc: {word} (no run had started, so there is nothing to resume)", file=sys.stderr)
         else:
-            print(f"glmc: interrupted; {run_dir} keeps epoch {exc.epoch}: continue with "
+            print(f"glmc: {word}; {run_dir} keeps epoch {exc.epoch}: continue with "
                   f"'glmc train --resume {run_dir}'", file=sys.stderr)
-        return 130
+        return status
     except MemoryError:
-        print("glmc: error: out of memory; try a smaller --batch-size or a smaller --model", file=sys.stderr)
-        return 2
+        return _error("out of memory; try a smaller --batch-size or a smaller --model")
     except OSError as exc:  # a full disk, a read-only folder, ...: one line, not a traceback
         where = f" ({exc.filename})" if exc.filename else ""
-        print(f"glmc: error: {exc.strerror or exc}{where}", file=sys.stderr)
-        return 2
+        return _error(f"{exc.strerror or exc}{where}")
     except RuntimeError as exc:  # torch.OutOfMemoryError (CUDA, MPS) is a RuntimeError subclass
-        if "out of memory" in str(exc).lower():
-            print(f"glmc: error: {_OOM_HINT}", file=sys.stderr)
-            return 2
+        text = str(exc).lower()
+        if "can't allocate memory" in text or "defaultcpuallocator" in text or "not enough memory" in text:
+            return _error(_CPU_OOM_HINT)  # torch's CPU allocator: a RuntimeError, not a MemoryError
+        if "out of memory" in text:
+            return _error(_OOM_HINT)
         raise
 
 
+_CPU_OOM_HINT = ("the computer ran out of memory (a CPU allocation failed); try a smaller --batch-size or --model, "
+                 "smaller images (--set image_size=...), or fewer DataLoader workers (--set num_workers=...)")
 _OOM_HINT = ("the GPU ran out of memory; try a smaller --batch-size or --model, or --loader dataloader "
              "(the tensor path keeps the whole training set on the GPU; the DataLoader path keeps it in host memory)")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from .checkpoint import (
 from .config import Config
 from .data import LongTailData, prepare_data
 from .data.streams import TensorStream, eval_batches, make_train_stream
-from .errors import GLMCError
+from .errors import GLMCError, interrupts_deferred
 from .fast import fast_path_reason, maybe_fast_runner
 from .losses import alpha_schedule
 from .methods import METHOD_SPECS, StepContext, build_method_model, method_extras, step_loss
@@ -81,10 +82,26 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     try:
         dev = torch.device(name)
-    except RuntimeError:
-        raise GLMCError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise GLMCError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
+    except (RuntimeError, TypeError, ValueError):
+        raise GLMCError(f"unknown device {str(name)[:40]!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise GLMCError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise GLMCError(f"--device {name} was asked for but this machine has {torch.cuda.device_count()} CUDA "
+                            f"GPU(s), numbered from 0")
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise GLMCError("--device mps was asked for but Apple's MPS is not available here; use --device cpu "
+                            "or auto")
+    elif dev.type == "xpu":
+        xpu = getattr(torch, "xpu", None)
+        if xpu is None or not xpu.is_available():
+            raise GLMCError("--device xpu was asked for but no Intel GPU is available; use --device cpu or auto")
+    elif dev.type != "cpu":  # meta, hpu, ipu, xla, ...: not a place glmc can train or evaluate
+        raise GLMCError(f"--device {str(name)[:40]} is not a device glmc can train or evaluate on; use auto, cpu, "
+                        f"cuda, cuda:N or mps")
     return dev
 
 
@@ -394,12 +411,12 @@ def fit(cfg: Config | None = None, *, data: LongTailData | None = None, resume: 
     elif save:
         state.run_dir = new_run_dir(cfg)
         write_text_atomic(state.run_dir / "config.json", cfg.to_json() + "\n")
-    distributed.attach(state, env)
-    state.fast = maybe_fast_runner(state, fast) or False  # after the checkpoint: the runner holds optimiser buffers
-    if state.fast:
-        state.fast.log = log
-    log(f"training on {_device_label(state.device)}: {_path_label(state, fast)}")
     try:
+        distributed.attach(state, env)
+        state.fast = maybe_fast_runner(state, fast) or False  # after the checkpoint: the runner holds optimiser buffers
+        if state.fast:
+            state.fast.log = log
+        log(f"training on {_device_label(state.device)}: {_path_label(state, fast)}")
         if save and state.run_dir is not None:  # metrics.jsonl always mirrors the checkpoint's history
             write_text_atomic(state.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state.history))
             if ck is None:  # epoch 0: a run killed in its first epoch resumes exactly too
@@ -410,6 +427,14 @@ def fit(cfg: Config | None = None, *, data: LongTailData | None = None, resume: 
         if state.run_dir is not None and save:
             exc.add_note(f"glmc: the last checkpoint holds epoch {state.saved_epoch}; continue with "
                          f"fit(resume={str(state.run_dir)!r}) or 'glmc train --resume {state.run_dir}'")
+        raise
+    except NonFiniteLoss:
+        raise  # its message points at the run folder's last good checkpoint
+    except Exception:
+        # A new run that fails before finishing an epoch (a damaged image found by a DataLoader worker, memory
+        # running out) has nothing worth keeping: leave no run folder behind, so the same command can be rerun.
+        if resume is None and save and state.run_dir is not None and not state.history:
+            shutil.rmtree(state.run_dir, ignore_errors=True)
         raise
     _finish(state, callbacks, save)
     return state
@@ -464,12 +489,13 @@ def _train_epochs(state: TrainState, callbacks: list, stop, save: bool, log: Cal
             if improved:  # between checkpoints the best weights wait in memory (a copy on the device)
                 pending_best = _best_dict(state, copy=not due)
             if due:
-                if pending_best is not None:
-                    save_checkpoint(pending_best, state.run_dir / "best.pt")
-                    pending_best = None
-                # checkpoint.pt before metrics.jsonl: a kill in between is repaired on resume from the history
-                save_checkpoint(state.checkpoint_dict(), state.run_dir / "checkpoint.pt")
-                state.saved_epoch = state.epoch
+                with interrupts_deferred():  # Ctrl-C / SIGTERM in the CLI: both files written, then stop
+                    if pending_best is not None:
+                        save_checkpoint(pending_best, state.run_dir / "best.pt")
+                        pending_best = None
+                    # checkpoint.pt before metrics.jsonl: a kill in between is repaired on resume from the history
+                    save_checkpoint(state.checkpoint_dict(), state.run_dir / "checkpoint.pt")
+                    state.saved_epoch = state.epoch
             with open(state.run_dir / "metrics.jsonl", "a") as fh:
                 fh.write(json.dumps(record) + "\n")
         log(_epoch_line(record, cfg.epochs))

@@ -402,3 +402,147 @@ def test_analyze_never_takes_the_data_root_from_the_run_folder(tmp_path, capsys)
     rc, lines = run_cli(capsys, ["analyze", ck.parent, "--no-umap", "--device", "cpu"])
     assert rc == 2 and len(lines) == 1 and "CIFAR-10 not found under" in lines[0], lines
     assert not marker.exists() and not (ck.parent / "analysis").exists()
+
+
+# ------------------------------------------------------------------------- broken promises (issue 14)
+@pytest.mark.parametrize("device, message", [
+    ("meta", "--device meta is not a device glmc can train or evaluate on"),
+    ("mps", "--device mps was asked for but Apple's MPS is not available here"),
+    ("xpu", "--device xpu was asked for but no Intel GPU is available"),
+    ("cuda:99", "--device cuda"),
+])
+def test_named_but_unavailable_devices(tmp_path, capsys, device, message):
+    if device == "mps" and torch.backends.mps.is_available() or device == "xpu" and torch.xpu.is_available():
+        pytest.skip(f"{device} is available here")
+    for argv in (["train", *QUICK, "--device", device, "--out", tmp_path],
+                 ["evaluate", "--checkpoint", _digits_checkpoint(tmp_path), "--device", device]):
+        rc, lines = run_cli(capsys, argv)
+        assert rc == 2 and len(lines) == 1 and message in lines[0], lines
+    assert not list(tmp_path.glob("digits-lt-*"))
+
+
+def test_data_root_of_an_unknown_user(tmp_path, capsys):
+    rc, lines = run_cli(capsys, ["train", *QUICK, *FOLDER, "--data-root", "~no-such-user-glmc/d", "--out", tmp_path])
+    assert rc == 2 and lines == ["glmc: error: cannot expand ~no-such-user-glmc/d: no such user (or no home folder); "
+                                 "give the full path"]
+
+
+def test_cpu_allocation_failure_is_one_line(monkeypatch, capsys, tmp_path):
+    def fail(*_a, **_k):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 1099511627776 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(train_mod, "build_state", fail)
+    rc, lines = run_cli(capsys, ["train", *QUICK, "--out", tmp_path])
+    assert rc == 2 and len(lines) == 1 and "ran out of memory (a CPU allocation failed)" in lines[0], lines
+
+
+def test_every_message_is_bounded(tmp_path, capsys):
+    """A 10 MB label, a 1 MB flag: the one line stays short."""
+    root = _split_root(tmp_path, "a/0.png " + "7" * 10_000_000 + "\n")
+    for argv in (["train", *QUICK, *SPLITS, "--out", tmp_path, "--data-root", root],
+                 ["train", *QUICK, "--" + "x" * 1_000_000],
+                 ["train", *QUICK, "--set", "y" * 1_000_000 + "=1"]):
+        rc, lines = run_cli(capsys, argv)
+        assert rc == 2 and len(lines) == 1 and len(lines[0]) <= 2100, (len(lines), len(lines[0]))
+    assert len(str(GLMCError("z" * 10**6))) <= 2000
+
+
+def _write_large_split(root: Path, bad: bytes | None) -> Path:
+    """A file-based (image_size > 64) split-list data set; ``bad``: the bytes of one damaged training image."""
+    rng = np.random.default_rng(0)
+    lines = {"train": [], "test": []}
+    for c in range(2):
+        for split, n in (("train", 4), ("test", 2)):
+            for i in range(n):
+                rel = f"img/{split}-{c}-{i}.png"
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(rng.integers(0, 255, (72, 72, 3), dtype=np.uint8)).save(root / rel)
+                lines[split].append(f"{rel} {c}")
+    if bad is not None:
+        (root / "img" / "train-1-3.png").write_bytes(bad)
+    for split in lines:
+        (root / f"{split}.txt").write_text("\n".join(lines[split]) + "\n")
+    return root
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+@pytest.mark.parametrize("damage", ["truncated", "not-an-image", "bomb"])
+def test_damaged_image_on_the_file_based_path_is_named_and_leaves_no_run_folder(tmp_path, capsys, workers, damage):
+    good = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (72, 72, 3), dtype=np.uint8)).save(good, format="PNG")
+    bad = {"truncated": good.getvalue()[:2000], "not-an-image": b"hello",
+           "bomb": good.getvalue()[:16] + (30000).to_bytes(4, "big") * 2 + good.getvalue()[24:]}[damage]
+    root = _write_large_split(tmp_path / "lt", bad)
+    argv = ["train", "--preset", "imagenet-lt", "--data-root", root, "--set", "train_list=train.txt",
+            "--set", "test_list=test.txt", "--set", "image_size=72", "--model", "resnet8", "--epochs", "1",
+            "--batch-size", "4", "--device", "cpu", "--no-progress", "--set", f"num_workers={workers}",
+            "--set", "warmup_epochs=0", "--set", "imbalance_factor=1", "--out", tmp_path / "runs", "--run-name", "r"]
+    rc, lines = run_cli(capsys, argv)
+    assert rc == 2, lines
+    errors = [line for line in lines if line.startswith("glmc: error: ")]
+    assert len(errors) == 1 and "img/train-1-3.png" in errors[0], lines
+    assert not any("Traceback" in line for line in lines)
+    assert not (tmp_path / "runs" / "r").exists()
+
+
+def _digits_checkpoint(tmp_path: Path, change=None) -> Path:
+    from glmc_core.methods import build_method_model
+
+    cfg = get_preset("digits-lt", model="resnet8", image_size=8, test_per_class=5, device="cpu")
+    state = {"config": cfg.to_dict(), "epoch": 1, "model": build_method_model(cfg, 10).state_dict(),
+             "classes": [str(i) for i in range(10)]}
+    if change:
+        change(state)
+    (tmp_path / "run").mkdir(exist_ok=True)
+    (tmp_path / "run" / "config.json").write_text(cfg.to_json())
+    return save_checkpoint(state, tmp_path / "run" / "best.pt")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s["model"].pop("fc.weight"), "weights 1 missing (first: fc.weight)"),
+    (lambda s: s["model"].update({"fc.weight": torch.zeros(3, 3)}), "1 of another shape (first: fc.weight)"),
+    (lambda s: s["model"].update({"extra.weight": torch.zeros(1)}), "1 unexpected (first: extra.weight)"),
+    (lambda s: s["config"].update(method="ldam-drw"), "does not fit the 'resnet8' model and method"),
+    (lambda s: s.pop("model"), "holds no model weights"),
+    (lambda s: s.pop("config"), "holds no configuration"),
+    (lambda s: s["config"].update(epochs="many"), "holds a configuration glmc cannot use"),
+    (lambda s: s.update(classes=7), "holds a damaged class list"),
+])
+def test_checkpoints_that_do_not_fit_their_config(tmp_path, capsys, change, message):
+    path = _digits_checkpoint(tmp_path, change)
+    for argv in (["evaluate", "--checkpoint", path], ["analyze", path.parent, "--no-umap", "--device", "cpu"]):
+        rc, lines = run_cli(capsys, argv)
+        if argv[0] == "analyze" and ("config" in message or "method" in message):
+            continue  # analyze reads the run's config.json, which is intact here
+        errors = [line for line in lines if line.startswith("glmc: error: ")]  # analyze also logs progress
+        assert rc == 2 and len(errors) == 1 and message in errors[0] and errors[0] == lines[-1], lines
+        assert not (path.parent / "analysis").exists()
+
+
+def test_resume_from_a_checkpoint_missing_parts_of_its_state(tmp_path, capsys):
+    fit(tiny_config(tmp_path, epochs=2), log=lambda m: None, stop=lambda: True)  # stopped: epoch-0 checkpoint
+    run = next(tmp_path.glob("*/checkpoint.pt")).parent
+    ck = load_checkpoint(run)
+    del ck["rng"]["numpy"]
+    torch.save(ck, run / "checkpoint.pt")
+    rc, lines = run_cli(capsys, ["train", "--resume", run])
+    assert rc == 2 and len(lines) == 1 and "is missing parts of its training state" in lines[0], lines
+
+
+@pytest.mark.parametrize("damage, message", [
+    ({"config.json": b"\xff\xfe not json"}, "config.json is not valid JSON"),
+    ({"summary.json": b"{ half"}, "summary.json is damaged"),
+    ({"summary.json": b"[1, 2]"}, "summary.json is damaged"),
+    ({"metrics.jsonl": b"[1, 2]\n{}\n"}, "metrics.jsonl:1 is not a metrics record"),
+    ({"metrics.jsonl": b"\xff\xfe\n"}, "metrics.jsonl is damaged (not UTF-8 text)"),
+    ({"metrics.jsonl": b"{\"epoch\": 1, \"top1\": 5}\n{broken\n{\"epoch\": 2, \"top1\": 5}\n"},
+     "metrics.jsonl:2 is not a metrics record"),
+])
+def test_analyze_damaged_run_folders_is_one_line_and_writes_nothing(tmp_path, capsys, damage, message):
+    path = _digits_checkpoint(tmp_path)
+    for name, data in damage.items():
+        (path.parent / name).write_bytes(data)
+    rc, lines = run_cli(capsys, ["analyze", path.parent, "--no-umap", "--device", "cpu", "--out", tmp_path / "fig"])
+    assert rc == 2 and len(lines) == 1 and message in lines[0], lines
+    assert not (tmp_path / "fig").exists()

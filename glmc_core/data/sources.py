@@ -13,6 +13,7 @@ import io
 import os
 import pickle
 import re
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -244,7 +245,7 @@ def _looks_like_image_folder(path: Path) -> bool:
         return False
     if (path / "train").is_dir() and (path / "test").is_dir():
         return True
-    subs = [p for p in path.iterdir() if p.is_dir()]
+    subs = [p for p in path.iterdir() if p.is_dir() and not _hidden(p.name)]
     return len(subs) == 1 and (subs[0] / "train").is_dir() and (subs[0] / "test").is_dir()
 
 
@@ -300,14 +301,128 @@ class _Reader:
             return [n for n in self.zip.namelist() if not n.endswith("/")]
         return [p.relative_to(self.path).as_posix() for p in self.path.rglob("*") if p.is_file()]
 
+    def listing(self, names: list[str]) -> str:
+        """A digest of what ``names`` are now: sizes and modification times (CRCs in a zip)."""
+        h = hashlib.sha1()
+        for name in names:
+            if self.zip is not None:
+                try:
+                    info = self.zip.getinfo(name)
+                    h.update(f"{name}|{info.file_size}|{info.CRC}\n".encode("utf-8", "surrogateescape"))
+                except KeyError:
+                    h.update(f"{name}|missing\n".encode("utf-8", "surrogateescape"))
+            else:
+                try:
+                    st = (self.path / name).stat()
+                    h.update(f"{name}|{st.st_size}|{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+                except OSError:
+                    h.update(f"{name}|missing\n".encode("utf-8", "surrogateescape"))
+        return h.hexdigest()
+
     def read(self, name: str) -> bytes:
         if self.zip is not None:
-            return self.zip.read(name)
-        return (self.path / name).read_bytes()
+            return read_member(self.zip, name, str(self.path))
+        return read_file(self.path, name)
 
     def close(self):
         if self.zip is not None:
             self.zip.close()
+
+
+_ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2",
+                zipfile.ZIP_LZMA: "lzma"}
+
+
+def _check_member(info: zipfile.ZipInfo, where: str) -> None:
+    """Refuse, before reading, a zip member that is encrypted, compressed in a way Python cannot undo, or
+    that declares more bytes than ``$GLMC_MAX_FILE_BYTES``."""
+    name = clip(info.filename)
+    if info.flag_bits & 0x1:
+        raise GLMCError(f"{where} holds encrypted files (first: {name}); glmc reads unencrypted zips only: "
+                        f"unzip it with its password and zip it again, or give the folder")
+    if info.compress_type not in _ZIP_METHODS:
+        raise GLMCError(f"{where} uses a compression method Python cannot read (method {info.compress_type}, "
+                        f"first: {name}); zip it again with deflate (the default of zip tools)")
+    cap = max_file_bytes()
+    if info.file_size > cap:
+        raise GLMCError(f"{name} in {where} expands to {info.file_size} bytes, more than the limit of {cap} for "
+                        f"one image file; if it is genuine, raise ${MAX_FILE_BYTES_ENV}")
+
+
+def read_member(zf: zipfile.ZipFile, name: str, where: str) -> bytes:
+    """One member of an image zip, checked (:func:`_check_member`) and with its CRC verified, or one line."""
+    try:
+        info = zf.getinfo(name)
+    except KeyError:
+        raise GLMCError(f"cannot read image file {clip(name)} in {where}: it is not in the archive") from None
+    _check_member(info, where)
+    try:
+        return zf.read(info)
+    except zipfile.BadZipFile as exc:
+        why = "fails its CRC check" if "CRC" in str(exc) else "is damaged"
+        raise GLMCError(f"image file {clip(name)} in {where} {why} (the zip is corrupt); copy it again") from None
+    except Exception as exc:  # noqa: BLE001 - zlib/lzma/bz2 errors, a vanished file, ...
+        raise GLMCError(f"cannot read image file {clip(name)} in {where}: {exc.__class__.__name__}; "
+                        f"the zip is damaged: copy it again") from None
+
+
+def read_file(root: Path, name: str) -> bytes:
+    """One image file under ``root``, refused above ``$GLMC_MAX_FILE_BYTES``, or one line."""
+    path = Path(root) / name
+    try:
+        size = path.stat().st_size
+        cap = max_file_bytes()
+        if size > cap:
+            raise GLMCError(f"image file {clip(name)} in {root} has {size} bytes, more than the limit of {cap}; "
+                            f"if it is genuine, raise ${MAX_FILE_BYTES_ENV}")
+        return path.read_bytes()
+    except OSError as exc:
+        raise GLMCError(f"cannot read image file {clip(name)} in {root}: {exc.strerror or exc.__class__.__name__}") \
+            from None
+
+
+def _to_rgb(img, name: str):
+    """RGB of any PIL image; 16-bit greys are scaled to 8 bits (``convert`` would clip them all to 255)."""
+    from PIL import Image
+
+    mode = img.mode
+    if mode.startswith("I;16") or (mode == "I" and img.format == "PNG"):
+        a = np.asarray(img).astype(np.uint32)
+        if a.size and (a.max() > 65535):
+            raise GLMCError(f"image file {clip(name)} has pixel values above 16 bits; save it as 8-bit")
+        img = Image.fromarray(((a * 255 + 32767) // 65535).astype(np.uint8), "L")
+    elif mode in ("I", "F"):
+        raise GLMCError(f"image file {clip(name)} has 32-bit {'integer' if mode == 'I' else 'float'} pixels, which "
+                        f"glmc does not convert; save it as an 8- or 16-bit image")
+    return img.convert("RGB")
+
+
+def open_rgb(data: bytes, name: str):
+    """A PIL RGB image from file bytes; its declared size is checked against ``$GLMC_MAX_IMAGE_PIXELS``
+    before any pixel is decoded. Damaged, truncated or oversized images are one line naming the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    cap = max_image_pixels()
+    if Image.MAX_IMAGE_PIXELS is not None and cap > Image.MAX_IMAGE_PIXELS:  # the user raised the cap
+        Image.MAX_IMAGE_PIXELS = cap
+    try:
+        with warnings.catch_warnings():  # PIL warns about large images; the check below decides
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))  # reads the header only
+        with img:
+            w, h = img.size
+            if w * h > cap:
+                raise GLMCError(f"image file {clip(name)} declares {w}x{h} pixels, more than the limit of {cap}; "
+                                f"if it is genuine, raise ${MAX_IMAGE_PIXELS_ENV}")
+            rgb = _to_rgb(img, name)
+            rgb.load()
+            return rgb
+    except Image.DecompressionBombError:
+        raise GLMCError(f"image file {clip(name)} declares more pixels than the limit of {cap}; if it is genuine, "
+                        f"raise ${MAX_IMAGE_PIXELS_ENV}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, TypeError) as exc:
+        raise GLMCError(f"corrupt or unreadable image file {clip(name)}: {exc.__class__.__name__}; "
+                        f"remove or replace it") from None
 
 
 def index_image_folder(path) -> tuple[list[str], FileSplit, FileSplit, list[str]]:
@@ -324,10 +439,17 @@ def index_image_folder(path) -> tuple[list[str], FileSplit, FileSplit, list[str]
         raise GLMCError(f"{path} is a file but not a .zip; give a folder or a .zip of train/ and test/ folders")
     try:
         reader = _Reader(path)
+        if reader.zip is not None:
+            for info in reader.zip.infolist():
+                q = PurePosixPath(info.filename)
+                if q.suffix.lower() in IMAGE_EXTENSIONS and not any(_hidden(x) for x in q.parts):
+                    _check_member(info, str(path))
         names = reader.names()
         reader.close()
     except zipfile.BadZipFile:
         raise GLMCError(f"{path} is not a readable .zip file (truncated or corrupt); copy it again") from None
+    # Hidden folders (.git, .ipynb_checkpoints) and macOS's __MACOSX/ are not data; hidden files are skipped below.
+    names = [n for n in names if not any(_hidden(q) for q in PurePosixPath(n).parts[:-1])]
     parts = [PurePosixPath(n).parts for n in names]
     prefixes = {p[0] for p in parts if len(p) > 1}
     prefix: tuple[str, ...] = ()
@@ -369,17 +491,12 @@ def index_image_folder(path) -> tuple[list[str], FileSplit, FileSplit, list[str]
 
 
 def _decode(data: bytes, name: str, image_size: int) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img = img.convert("RGB")
-            if img.size != (image_size, image_size):
-                img = img.resize((image_size, image_size), Image.BILINEAR)
-            return np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise GLMCError(f"corrupt or unreadable image file {name}: {exc.__class__.__name__}; "
-                        f"remove or replace it") from None
+    img = open_rgb(data, name)
+    if img.size != (image_size, image_size):
+        img = img.resize((image_size, image_size), Image.BILINEAR)
+    return np.asarray(img, dtype=np.uint8)
 
 
 def decode_split(split: FileSplit, image_size: int, progress: bool = False) -> ArraySplit:
@@ -393,11 +510,7 @@ def decode_split(split: FileSplit, image_size: int, progress: bool = False) -> A
         iterator = tqdm(iterator, total=len(split), desc="decoding images", leave=False)
     try:
         for i, name in iterator:
-            try:
-                data = reader.read(name)
-            except (KeyError, OSError) as exc:
-                raise GLMCError(f"cannot read image file {name} in {split.root}: {exc.__class__.__name__}") from None
-            out[i] = _decode(data, name, image_size)
+            out[i] = _decode(reader.read(name), name, image_size)
     finally:
         reader.close()
     return ArraySplit(out, split.labels.copy())
@@ -411,8 +524,23 @@ def _cache_key(path: Path, image_size: int, extra: str = "") -> str:
 
 def _cached_decode(path: Path, key_extra: str, splits: dict[str, FileSplit], image_size: int,
                    progress: bool) -> dict[str, ArraySplit]:
-    """Decode ``splits`` once; later calls load the cached arrays (atomically written .npz)."""
-    target = cache_dir() / f"{path.stem}-{_cache_key(path, image_size, key_extra)}.npz"
+    """Decode ``splits`` once; later calls load the cached arrays (atomically written .npz).
+
+    The key covers what the arrays were built from: the file lists and labels (so an edited split list
+    or an added image rebuilds it) and every file's size and modification time (CRC in a zip).
+    """
+    h = hashlib.sha1(key_extra.encode("utf-8", "surrogateescape"))
+    for name, sp in splits.items():
+        h.update(f"|{name}|{len(sp)}|".encode())
+        h.update("\n".join(sp.paths).encode("utf-8", "surrogateescape"))
+        h.update(np.ascontiguousarray(sp.labels, dtype=np.int64).tobytes())
+    first = next(iter(splits.values()))
+    reader = _Reader(Path(first.archive or first.root))
+    try:
+        h.update(reader.listing([q for sp in splits.values() for q in sp.paths]).encode())
+    finally:
+        reader.close()
+    target = cache_dir() / f"{path.stem}-{_cache_key(path, image_size, h.hexdigest())}.npz"
     if target.is_file():
         try:
             with np.load(target) as z:
