@@ -194,7 +194,8 @@ def evaluate_run(run: Run | str | os.PathLike, data: LongTailData | None = None,
     device = resolve_device(str(device))
     model, ck = load_model(run, data.num_classes, which, device)
     t, p, f = predict(model, data.test, run.config, data, device, features=True)
-    return Evaluation(run, int(ck.get("epoch", 0)), which, list(data.classes), np.asarray(data.counts),
+    epoch = ck.get("epoch", 0)
+    return Evaluation(run, epoch if isinstance(epoch, int) else 0, which, list(data.classes), np.asarray(data.counts),
                       np.asarray(data.groups), t, p, f, weight_norms(ck["model"]))
 
 

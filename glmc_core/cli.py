@@ -388,6 +388,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # a full disk, a read-only folder, ...: one line, not a traceback
         where = f" ({exc.filename})" if exc.filename else ""
         return _error(f"{exc.strerror or exc}{where}")
+    except ValueError as exc:
+        if "null byte" in str(exc):  # a path with a NUL byte: the OS cannot even look it up
+            return _error("a path given contains a NUL byte; give a real file or folder name")
+        raise
     except RuntimeError as exc:  # torch.OutOfMemoryError (CUDA, MPS) is a RuntimeError subclass
         text = str(exc).lower()
         if "can't allocate memory" in text or "defaultcpuallocator" in text or "not enough memory" in text:

@@ -170,8 +170,8 @@ class Config:
             bad("lr must be positive, weight_decay non-negative and momentum in [0, 1)")
         if self.warmup_epochs < 0 or self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
             bad(f"warmup_epochs must be in [0, epochs), got {self.warmup_epochs}")
-        if self.image_size < 8:
-            bad(f"image_size must be at least 8, got {self.image_size}")
+        if not 8 <= self.image_size <= 1024:  # 1024² x 3 bytes per image: beyond it a typo would exhaust memory
+            bad(f"image_size must be from 8 to 1024, got {self.image_size}")
         if self.n_max is not None and self.n_max < 1:
             bad(f"n_max must be positive, got {self.n_max}")
         if self.run_name is not None or self.preset is not None:  # the run folder's name: inside --out only
@@ -191,8 +191,9 @@ class Config:
             bad(f"label_k and resample_q must be in [0, 10], got {self.label_k} and {self.resample_q}")
         if self.checkpoint_every < 1:
             bad(f"checkpoint_every must be at least 1 (epochs), got {self.checkpoint_every}")
-        if self.num_workers < 0 or self.proj_dim < 1:
-            bad("num_workers must be non-negative and proj_dim positive")
+        if not 0 <= self.num_workers <= 256 or not 1 <= self.proj_dim <= 65536:  # 10000 workers: a fork bomb
+            bad(f"num_workers must be from 0 to 256 and proj_dim from 1 to 65536, got {self.num_workers} and "
+                f"{self.proj_dim}")
         if not 0.0 <= self.cb_beta < 1.0 or not 0.0 <= self.drw_start <= 1.0:
             bad(f"cb_beta must be in [0, 1) and drw_start in [0, 1], got {self.cb_beta} and {self.drw_start}")
         if self.focal_gamma < 0 or self.ldam_max_margin < 0 or self.ldam_scale <= 0:

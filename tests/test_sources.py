@@ -453,7 +453,7 @@ def test_user_home_of_nobody_is_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("line", ["../outside.png 0", "/etc/passwd 0", "a/../../x.png 0", "~/x.png 0",
-                                  "C:\\\\x.png 0", "a\\\\..\\\\..\\\\x.png 0"])
+                                  "C:\\\\x.png 0", "a\\\\..\\\\..\\\\x.png 0", "a/\x00.png 0"])
 def test_split_list_paths_stay_inside_the_root(tmp_path, line):
     (tmp_path / "train.txt").write_text(f"a/0.png 0\n{line}\n")
     with pytest.raises(GLMCError, match="train.txt:2: path .* leaves the data root"):
@@ -465,3 +465,8 @@ def test_huge_label_is_a_short_message(tmp_path):
     with pytest.raises(GLMCError, match="train.txt:1: label 9+… is too large") as info:
         parse_split_list(tmp_path / "train.txt")
     assert len(str(info.value)) < 300
+
+
+def test_a_folder_named_like_a_zip_is_a_folder(tmp_path):
+    write_image_folder(tmp_path / "fruit.zip")
+    _check_image_folder_source(load_image_folder(tmp_path / "fruit.zip", image_size=8, progress=False))

@@ -294,7 +294,7 @@ class _Reader:
 
     def __init__(self, path: Path):
         self.path = path
-        self.zip = zipfile.ZipFile(path) if path.suffix.lower() == ".zip" else None
+        self.zip = zipfile.ZipFile(path) if path.suffix.lower() == ".zip" and not path.is_dir() else None
 
     def names(self) -> list[str]:
         if self.zip is not None:
@@ -484,7 +484,7 @@ def index_image_folder(path) -> tuple[list[str], FileSplit, FileSplit, list[str]
             paths += files
             labels += [c] * len(files)
         splits.append(FileSplit(paths, np.asarray(labels, dtype=np.int64), str(path),
-                                str(path) if path.suffix.lower() == ".zip" else None))
+                                str(path) if path.suffix.lower() == ".zip" and not path.is_dir() else None))
     notes = [f"skipped {len(skipped)} non-image file(s) (first: {skipped[0]}); images need one of the extensions "
              f"{' '.join(sorted(IMAGE_EXTENSIONS))}"] if skipped else []
     return train_classes, splits[0], splits[1], notes
@@ -642,7 +642,7 @@ def load_split_list(data_root, train_list, test_list, image_size: int = 224, dec
     train_paths, train_labels = parse_split_list(find(train_list))
     num_classes = int(train_labels.max()) + 1
     test_paths, test_labels = parse_split_list(find(test_list), num_classes)
-    archive = str(root) if root.suffix.lower() == ".zip" else None
+    archive = str(root) if root.suffix.lower() == ".zip" and not root.is_dir() else None
     train = FileSplit(train_paths, train_labels, str(root), archive)
     test = FileSplit(test_paths, test_labels, str(root), archive)
     if check_files and archive is None:
