@@ -209,7 +209,7 @@ class Config:
 def check_run_name(name: str) -> str:
     """A run name is one folder inside ``--out``: no separators, no ``..``, not absolute, not hidden."""
     bad = (not name or name in (".", "..") or name.startswith((".", "~")) or any(c in name for c in "/\\\0")
-           or name.startswith("/") or len(name.encode("utf-8", "surrogateescape")) > 200)
+           or name.startswith("/") or len(name.encode("utf-8", "surrogatepass")) > 200)
     if bad:
         shown = name if len(name) <= 60 else name[:59] + "…"
         raise GLMCError(f"run name {shown!r} is not a plain folder name: it must stay inside --out (no '/', "
