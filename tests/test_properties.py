@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from glmc_core import cli
 from glmc_core.config import PRESETS, Config, _coerce, get_preset
-from glmc_core.data.sources import _inside_root
 from glmc_core.data import parse_split_list
+from glmc_core.data.sources import _inside_root
 from glmc_core.errors import GLMCError
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
