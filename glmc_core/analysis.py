@@ -23,7 +23,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint, load_model
+from .checkpoint import load_checkpoint, load_model, saved_config
 from .config import Config
 from .data import GROUPS, LongTailData, prepare_data
 from .errors import GLMCError
@@ -73,14 +73,25 @@ def load_history(path: str | os.PathLike) -> list[dict]:
     if not path.is_file():
         return []
     rows = []
-    for line in path.read_text().splitlines():
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise GLMCError(f"{path} is damaged (not UTF-8 text); the run's checkpoint.pt still holds its history: "
+                        f"'glmc train --resume' rewrites it") from None
+    for lineno, line in enumerate(lines, 1):
         line = line.strip()
         if not line:
             continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
-            break
+            if lineno == len(lines):  # a half-written last line (a run killed mid-write)
+                break
+            row = None
+        if not (isinstance(row, dict) and isinstance(row.get("epoch"), int)
+                and isinstance(row.get("top1"), (int, float))):
+            raise GLMCError(f"{path}:{lineno} is not a metrics record (epoch, top1, ...); the file is damaged")
+        rows.append(row)
     return rows
 
 
@@ -92,17 +103,26 @@ def load_run(path: str | os.PathLike, name: str | None = None) -> Run:
     cfg_path = path / "config.json"
     if not cfg_path.is_file():
         raise GLMCError(f"{path} is not a run folder (no config.json); give the folder 'glmc train' wrote")
-    try:
-        cfg = Config.from_dict(json.loads(cfg_path.read_text()))
-    except json.JSONDecodeError:
+    try:  # the data location is never taken from the folder: see run_data
+        cfg = saved_config(json.loads(cfg_path.read_text(encoding="utf-8")), cfg_path)
+    except (json.JSONDecodeError, UnicodeDecodeError):
         raise GLMCError(f"{cfg_path} is not valid JSON") from None
     summary_path = path / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
+    summary = None
+    if summary_path.is_file():
+        try:
+            summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            summary = None
+        if not isinstance(summary, dict):
+            raise GLMCError(f"{summary_path} is damaged (not a JSON object); delete it (the run's "
+                            f"metrics.jsonl and checkpoints are enough) or train the run again")
     return Run(path, cfg, load_history(path), summary, name or path.name)
 
 
 def run_data(run: Run, data_root: str | None = None) -> LongTailData:
-    """The run's long-tailed data set, rebuilt from its config (``data_root`` if the data moved)."""
+    """The run's long-tailed data set, rebuilt from its config, read from ``data_root`` (default
+    ``$GLMC_DATA_ROOT`` or ``./data``: a location stored in a run folder is never followed)."""
     cfg = run.config if data_root is None else run.config.replace(data_root=data_root)
     return prepare_data(cfg, progress=False)
 
@@ -165,7 +185,8 @@ def evaluate_run(run: Run | str | os.PathLike, data: LongTailData | None = None,
     ck = load_checkpoint(path)
     model = load_model(ck, data, device, str(path))
     t, p, f = predict(model, data.test, run.config, data, device, features=True)
-    return Evaluation(run, int(ck.get("epoch", 0)), which, list(data.classes), np.asarray(data.counts),
+    epoch = ck.get("epoch", 0)
+    return Evaluation(run, epoch if isinstance(epoch, int) else 0, which, list(data.classes), np.asarray(data.counts),
                       np.asarray(data.groups), t, p, f, weight_norms(ck["model"]))
 
 

@@ -20,11 +20,12 @@ from typing import Any, Callable
 
 import torch
 
-from .config import Config
-from .errors import GLMCError
+from .config import Config, check_run_name
+from .errors import GLMCError, interrupts_deferred
 
 __all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "check_compatible", "load_model",
-           "remove_stale_temporaries", "open_run", "require_training_state", "new_run_dir", "write_text_atomic"]
+           "remove_stale_temporaries", "open_run", "require_training_state", "new_run_dir", "write_text_atomic",
+           "saved_config", "saved_data_hint", "load_weights"]
 
 FORMAT = "glmc-checkpoint/1"
 
@@ -34,19 +35,20 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"format": FORMAT, **state}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+    with interrupts_deferred():  # a Ctrl-C or SIGTERM sent to the CLI now waits for the write to finish
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+            with os.fdopen(fd, "wb") as fh:
+                torch.save(state, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
     return path
 
 
@@ -105,18 +107,80 @@ def _why_unreadable(path: Path, exc: Exception) -> str:
 def check_compatible(state: dict[str, Any], model: str, num_classes: int, dataset: str | None = None,
                      path: str = "checkpoint", classes: list[str] | None = None) -> None:
     """Refuse a checkpoint made for another model, class count, data set or set of class names."""
-    cfg = state.get("config", {})
+    cfg = state.get("config")
+    cfg = cfg if isinstance(cfg, dict) else {}
+    if not isinstance(state.get("classes", []), list) or not isinstance(state.get("num_classes", 0), (int, type(None))):
+        raise GLMCError(f"{path} holds a damaged class list; give a checkpoint that 'glmc train' wrote")
     if cfg.get("model") != model:
-        raise GLMCError(f"{path} holds a {cfg.get('model')!r} model, not {model!r}")
+        raise GLMCError(f"{path} holds a {str(cfg.get('model'))[:40]!r} model, not {model!r}")
     n = len(state.get("classes", [])) or state.get("num_classes")
     if n != num_classes:
         raise GLMCError(f"{path} was trained on {n} classes, this data set has {num_classes}")
     if dataset is not None and cfg.get("dataset") != dataset:
-        raise GLMCError(f"{path} was trained on data set {cfg.get('dataset')!r}, not {dataset!r}")
+        raise GLMCError(f"{path} was trained on data set {str(cfg.get('dataset'))[:40]!r}, not {dataset!r}")
     if classes is not None and state.get("classes") and list(state["classes"]) != list(classes):
         theirs, ours = list(state["classes"]), list(classes)
         i = next((i for i, (a, b) in enumerate(zip(theirs, ours, strict=False)) if a != b), 0)
-        raise GLMCError(f"{path} was trained on other classes: class {i} is {theirs[i]!r} there, {ours[i]!r} here")
+        raise GLMCError(f"{path} was trained on other classes: class {i} is {str(theirs[i])[:40]!r} there, "
+                        f"{str(ours[i])[:40]!r} here")
+
+
+def saved_config(saved: Any, path: str | os.PathLike = "checkpoint", data_root: str | os.PathLike | None = None,
+                 ) -> Config:
+    """The :class:`Config` stored in a checkpoint or run folder, with the data location the user names.
+
+    A checkpoint names its data set, never where it lives: ``data_root`` is the user's (``--data-root``;
+    None means ``$GLMC_DATA_ROOT`` or ``./data``), whatever the file says. A checkpoint or run folder
+    from someone else could otherwise point the loader at a folder of their choosing (CIFAR's python
+    batches are pickles). A missing or damaged config is one line.
+    """
+    if isinstance(saved, dict) and "format" in saved:  # a checkpoint: its "config" entry
+        saved = saved.get("config")
+    if not isinstance(saved, dict):
+        raise GLMCError(f"{path} holds no configuration (or a damaged one); give a checkpoint that 'glmc train' wrote")
+    try:
+        cfg = Config.from_dict({k: v for k, v in saved.items() if k != "data_root"})
+    except GLMCError as exc:
+        raise GLMCError(f"{path} holds a configuration glmc cannot use: {exc}") from None
+    return cfg.replace(data_root=None if data_root is None else str(data_root))
+
+
+def saved_data_hint(saved: Any, data_root: str | os.PathLike | None) -> str:
+    """A hint for a data set not found: where the run's data was, which glmc does not follow by itself."""
+    if isinstance(saved, dict) and "format" in saved:
+        saved = saved.get("config")
+    old = saved.get("data_root") if isinstance(saved, dict) else None
+    if data_root is not None or not isinstance(old, str) or not old:
+        return ""
+    return (f" (the run was trained on data at {old[:200]!r}; a location stored in a run is not followed: "
+            f"pass --data-root {old[:200]} if that is where the data is)")
+
+
+def load_weights(model: torch.nn.Module, state: dict[str, Any], path: str = "checkpoint") -> torch.nn.Module:
+    """``model.load_state_dict(state["model"])`` with one line for weights that are missing or do not fit."""
+    weights = state.get("model") if isinstance(state, dict) else None
+    if not isinstance(weights, dict) or not weights:
+        raise GLMCError(f"{path} holds no model weights; give a checkpoint that 'glmc train' wrote")
+    own = model.state_dict()
+    missing = sorted(set(own) - set(weights))
+    extra = sorted(set(weights) - set(own))
+    wrong = sorted(k for k in set(own) & set(weights)
+                   if not isinstance(weights[k], torch.Tensor) or weights[k].shape != own[k].shape)
+    if missing or extra or wrong:
+        parts = []
+        for what, keys in (("missing", missing), ("unexpected", extra), ("of another shape", wrong)):
+            if keys:
+                parts.append(f"{len(keys)} {what} (first: {str(keys[0])[:60]})")
+        cfg = state.get("config")
+        name = cfg.get("model", "?") if isinstance(cfg, dict) else "?"
+        raise GLMCError(f"{path} does not fit the {str(name)[:40]!r} model and "
+                        f"method its config names: weights {', '.join(parts)}; the file is damaged or was "
+                        f"edited")
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise GLMCError(f"{path} does not fit this model: {str(exc).splitlines()[0][:160]}") from None
+    return model
 
 
 def load_model(checkpoint: dict[str, Any] | str | os.PathLike, data, device: str | torch.device = "cpu",
@@ -133,15 +197,12 @@ def load_model(checkpoint: dict[str, Any] | str | os.PathLike, data, device: str
         path = path or str(checkpoint)
         checkpoint = load_checkpoint(checkpoint)
     path = path or "checkpoint"
-    cfg = Config.from_dict(checkpoint.get("config", {}))
+    cfg = saved_config(checkpoint, path)  # the data location is never taken from a checkpoint
     check_compatible(checkpoint, cfg.model, data.num_classes, cfg.dataset, path, list(data.classes))
     from .methods import build_method_model  # the method decides the heads (LDAM's fc is a cosine classifier)
 
     model = build_method_model(cfg, data.num_classes)
-    try:
-        model.load_state_dict(checkpoint["model"])
-    except (RuntimeError, KeyError) as exc:
-        raise GLMCError(f"{path} does not fit this model: {str(exc).splitlines()[0][:160]}") from None
+    load_weights(model, checkpoint, path)
     return model.to(device).eval()
 
 
@@ -168,7 +229,10 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
 
 def open_run(resume: str | os.PathLike, log: Callable[[str], None] = print) -> tuple[dict | None, Config, Path]:
     """The checkpoint (None if the run was stopped before it wrote one), config and folder of a run to resume."""
-    path = Path(resume).expanduser()
+    try:
+        path = Path(resume).expanduser()
+    except RuntimeError:  # ~name of a user that does not exist
+        raise GLMCError(f"cannot expand {str(resume)[:80]}: no such user (or no home folder)") from None
     if not path.exists():
         raise GLMCError(f"nothing to resume at {path}: no such run folder or checkpoint")
     run_dir = path if path.is_dir() else path.parent
@@ -178,19 +242,20 @@ def open_run(resume: str | os.PathLike, log: Callable[[str], None] = print) -> t
             raise GLMCError(f"{path} is not a run folder (no checkpoint.pt, no config.json); give a folder that "
                             f"'glmc train' made")
         try:
-            cfg = Config.from_dict(json.loads(cfg_file.read_text()))
+            cfg = saved_config(json.loads(cfg_file.read_text()), cfg_file)
         except (ValueError, UnicodeDecodeError) as exc:
             raise GLMCError(f"{cfg_file} is not valid JSON ({exc}); fix it or start a new run") from None
         log(f"{path} has no checkpoint yet (it stopped in its first epoch): starting it again from its config.json")
         return None, cfg, run_dir
     ck = load_checkpoint(path)
     require_training_state(ck, str(path))
-    return ck, Config.from_dict(ck.get("config")), run_dir
+    return ck, saved_config(ck, path), run_dir  # the data location is the user's (--data-root), not the file's
 
 
 def new_run_dir(cfg: Config) -> Path:
     """A new, empty run folder ``out/run_name``; an existing one is never reused silently."""
     name = cfg.run_name or f"{cfg.preset or cfg.dataset}-{cfg.method}-{datetime.now():%Y%m%d-%H%M%S}"
+    check_run_name(name)
     run_dir = Path(cfg.out) / name
     exists = GLMCError(f"run folder {run_dir} already exists; continue it with --resume {run_dir} "
                        f"or choose another --run-name")

@@ -9,14 +9,39 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Sequence
 
 from .config import METHODS, PRESETS, Config, describe_preset, get_preset
-from .errors import GLMCError
+from .errors import GLMCError, defer_interrupt
 
 __all__ = ["main", "build_parser"]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler, a notebook kernel shutting down): stopped like Ctrl-C, exit status 143."""
+
+
+def _on_signal(signum, _frame):
+    exc = Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+    if not defer_interrupt(exc):  # a checkpoint being written is finished first
+        raise exc
+
+
+def _install_signal_handlers() -> dict:
+    """Ctrl-C and SIGTERM raise (deferred while a checkpoint is written); returns the previous handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, _on_signal)
+        except (ValueError, OSError):  # pragma: no cover - not settable here
+            pass
+    return previous
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,6 +54,29 @@ def _kv(text: str) -> tuple[str, str]:
         raise argparse.ArgumentTypeError(f"--set expects key=value, got {text!r}")
     k, v = text.split("=", 1)
     return k.strip().replace("-", "_"), v.strip()
+
+
+def _number(kind, low=None, high=None, low_open=False):
+    """An argparse type: a finite ``kind`` (int or float) in [low, high] (``low_open``: above ``low``)."""
+    def parse(text: str):
+        shown = text if len(text) <= 40 else text[:39] + "…"
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {shown!r}") from None
+        bound = ("" if low is None else f" {'>' if low_open else '>='} {low}") + \
+                ("" if high is None else f"{' and' if low is not None else ''} <= {high}")
+        if value != value or value in (float("inf"), float("-inf")) or \
+                (low is not None and (value <= low if low_open else value < low)) or \
+                (high is not None and value > high):
+            what = "a whole number" if kind is int else "a finite number"
+            raise argparse.ArgumentTypeError(f"must be {what}{bound}, got {shown!r}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in its own messages
+    return parse
+
+
+_SEED = _number(int, 0, 2**31 - 1)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data-root", help="where the data set is now, if it moved")
     e.add_argument("--device", default="auto")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    e.add_argument("--logit-adjust", type=float, metavar="TAU",
+    e.add_argument("--logit-adjust", type=_number(float, 0), metavar="TAU",
                    help="also score argmax(z - TAU*log prior) (post-hoc logit adjustment), side by side")
 
     sub.add_parser("presets", help="list the presets and their settings")
@@ -87,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--umap", action=argparse.BooleanOptionalAction, default=True,
                    help="draw UMAP embeddings of the test features (needs umap-learn; cached in the run folder)")
     a.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint to analyse")
-    a.add_argument("--max-points", type=int, default=2000, help="test images in each UMAP (a random subsample)")
+    a.add_argument("--max-points", type=_number(int, 10), default=2000,
+                   help="test images in each UMAP (a random subsample; at least 10)")
     a.add_argument("--data-root", help="where the data set is now, if it moved")
     a.add_argument("--device", default="auto")
     _add_beyond_commands(sub)
@@ -116,10 +165,11 @@ def _add_beyond_commands(sub) -> None:
     c.add_argument("--preset", required=True)
     c.add_argument("--set-name", default="ablation", help="ablation | baselines | all (default: ablation)")
     c.add_argument("--methods", help="comma-separated methods instead of a set, e.g. ce,glmc")
-    c.add_argument("--epochs", type=int, help="override the preset's epochs (quick runs)")
+    c.add_argument("--epochs", type=_number(int, 1), help="override the preset's epochs (quick runs)")
     c.add_argument("--out", help="results and run folders (default: runs/compare-PRESET)")
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--tau", type=float, action="append", help="logit-adjustment τ to report (repeatable; default 1)")
+    c.add_argument("--seed", type=_SEED, default=0)
+    c.add_argument("--tau", type=_number(float, 0), action="append",
+                   help="logit-adjustment τ ≥ 0 to report (repeatable; default 1)")
     c.add_argument("--data-root")
     c.add_argument("--device")
     c.add_argument("--set", type=_kv, action="append", default=[], metavar="KEY=VALUE",
@@ -127,17 +177,20 @@ def _add_beyond_commands(sub) -> None:
 
     m = sub.add_parser("finetune-maxnorm", help="fine-tune a run's classifier with weight decay + MaxNorm")
     m.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder")
-    m.add_argument("--epochs", type=int, default=10)
-    m.add_argument("--lr", type=float, default=0.01)
-    m.add_argument("--weight-decay", type=float, default=0.1)
-    m.add_argument("--delta", type=float, help="absolute radius δ (default: relative, see --thresh)")
-    m.add_argument("--thresh", type=float, default=0.1, help="δ = min‖w‖ + thresh·(max‖w‖ − min‖w‖) (default 0.1)")
+    m.add_argument("--epochs", type=_number(int, 1), default=10)
+    m.add_argument("--lr", type=_number(float, 0, low_open=True), default=0.01)
+    m.add_argument("--weight-decay", type=_number(float, 0), default=0.1)
+    m.add_argument("--delta", type=_number(float, 0, low_open=True),
+                   help="absolute radius δ > 0 (default: relative, see --thresh)")
+    m.add_argument("--thresh", type=_number(float, 0), default=0.1,
+                   help="δ = min‖w‖ + thresh·(max‖w‖ − min‖w‖) (default 0.1)")
     m.add_argument("--per", choices=("step", "epoch"), default="step", help="project after every step or epoch")
     m.add_argument("--loss", choices=("cb", "ce"), default="cb", help="class-balanced (default) or plain CE")
     m.add_argument("--head", choices=("fc", "fc_cb"), help="default: the method's inference head")
     m.add_argument("--which", choices=("final", "best"), default="final", help="start from the final or best model")
     m.add_argument("--device")
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--seed", type=_SEED, default=0)
+    m.add_argument("--data-root", help="where the run's data set is (default: $GLMC_DATA_ROOT or ./data)")
 
 
 def _cmd_compare(args) -> int:
@@ -157,7 +210,7 @@ def _cmd_finetune_maxnorm(args) -> int:
 
     r = finetune_maxnorm(args.run_dir, epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
                          delta=args.delta, thresh=args.thresh, per=args.per, loss=args.loss, head=args.head,
-                         which=args.which, device=args.device, seed=args.seed)
+                         which=args.which, device=args.device, seed=args.seed, data_root=args.data_root)
     print(_table({"before": r.summary["before"], f"MaxNorm (δ={r.delta:.3g})": r.summary["after"]}))
     print(f"written: {r.out_dir}")
     return 0
@@ -239,27 +292,29 @@ def _evaluation_checkpoint(path: str) -> str:
 
 
 def _cmd_evaluate(args) -> int:
-    from .checkpoint import load_checkpoint, load_model
+    from .checkpoint import load_checkpoint, load_model, saved_config, saved_data_hint
     from .data import prepare_data
     from .train import evaluate, resolve_device
 
-    ck = load_checkpoint(_evaluation_checkpoint(args.checkpoint))
-    cfg = Config.from_dict(ck["config"])
-    if args.data_root:
-        cfg = cfg.replace(data_root=args.data_root)
-    data = prepare_data(cfg)
+    path = _evaluation_checkpoint(args.checkpoint)
+    ck = load_checkpoint(path)
+    cfg = saved_config(ck, path, args.data_root)  # the data lives where the user says, not where the file says
     device = resolve_device(args.device)
-    model = load_model(ck, data, device, str(args.checkpoint))
+    try:
+        data = prepare_data(cfg)
+    except GLMCError as exc:
+        raise GLMCError(f"{exc}{saved_data_hint(ck, args.data_root)}") from None
+    model = load_model(ck, data, device, str(path))
     if args.logit_adjust is not None:  # plain and adjusted from the same logits
         from .extras.logit_adjustment import adjusted_key, evaluate_with_adjustment
 
         scores = evaluate_with_adjustment(model, data.test, cfg, data, device, (args.logit_adjust,))
         metrics = scores["plain"]
-        rows = {f"epoch {ck.get('epoch')}": metrics,
+        rows = {f"epoch {str(ck.get('epoch'))[:12]}": metrics,
                 f"LA τ={args.logit_adjust:g}": scores[adjusted_key(args.logit_adjust)]}
     else:
         metrics = evaluate(model, data.test, cfg, data, device)
-        rows = {f"epoch {ck.get('epoch')}": metrics}
+        rows = {f"epoch {str(ck.get('epoch'))[:12]}": metrics}
     if args.json:
         print(json.dumps(metrics if args.logit_adjust is None else scores))
     else:
@@ -282,6 +337,20 @@ def _cmd_data(args) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    previous = _install_signal_handlers()
+    try:
+        return _main(argv)
+    finally:
+        for sig, handler in previous.items():  # main() called from Python (tests, notebooks) leaves no trace
+            signal.signal(sig, handler)
+
+
+def _error(message: str) -> int:
+    print(f"glmc: error: {GLMCError(message)}", file=sys.stderr)  # GLMCError: one line, bounded in length
+    return 2
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -303,28 +372,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GLMCError as exc:
         print(f"glmc: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as exc:
+    except KeyboardInterrupt as exc:  # Ctrl-C (130) or SIGTERM (143, 128 + 15), after any checkpoint write
+        word, status = ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
         run_dir = getattr(exc, "run_dir", None)
         if run_dir is None:
-            print("glmc: interrupted (no run had started, so there is nothing to resume)", file=sys.stderr)
+            print(f"glmc: {word} (no run had started, so there is nothing to resume)", file=sys.stderr)
         else:
-            print(f"glmc: interrupted; {run_dir} keeps epoch {exc.epoch}: continue with "
+            print(f"glmc: {word}; {run_dir} keeps epoch {exc.epoch}: continue with "
                   f"'glmc train --resume {run_dir}'", file=sys.stderr)
-        return 130
+        return status
     except MemoryError:
-        print("glmc: error: out of memory; try a smaller --batch-size or a smaller --model", file=sys.stderr)
-        return 2
+        return _error("out of memory; try a smaller --batch-size or a smaller --model")
     except OSError as exc:  # a full disk, a read-only folder, ...: one line, not a traceback
         where = f" ({exc.filename})" if exc.filename else ""
-        print(f"glmc: error: {exc.strerror or exc}{where}", file=sys.stderr)
-        return 2
+        return _error(f"{exc.strerror or exc}{where}")
+    except ValueError as exc:
+        if "null byte" in str(exc):  # a path with a NUL byte: the OS cannot even look it up
+            return _error("a path given contains a NUL byte; give a real file or folder name")
+        raise
     except RuntimeError as exc:  # torch.OutOfMemoryError (CUDA, MPS) is a RuntimeError subclass
-        if "out of memory" in str(exc).lower():
-            print(f"glmc: error: {_OOM_HINT}", file=sys.stderr)
-            return 2
+        text = str(exc).lower()
+        if "can't allocate memory" in text or "defaultcpuallocator" in text or "not enough memory" in text:
+            return _error(_CPU_OOM_HINT)  # torch's CPU allocator: a RuntimeError, not a MemoryError
+        if "out of memory" in text:
+            return _error(_OOM_HINT)
         raise
 
 
+_CPU_OOM_HINT = ("the computer ran out of memory (a CPU allocation failed); try a smaller --batch-size or --model, "
+                 "smaller images (--set image_size=...), or fewer DataLoader workers (--set num_workers=...)")
 _OOM_HINT = ("the GPU ran out of memory; try a smaller --batch-size or --model, or --loader dataloader "
              "(the tensor path keeps the whole training set on the GPU; the DataLoader path keeps it in host memory)")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import GLMCError
 
-__all__ = ["Config", "PRESETS", "METHODS", "get_preset", "describe_preset"]
+__all__ = ["Config", "PRESETS", "METHODS", "get_preset", "describe_preset", "check_run_name"]
 
 # Methods: GLMC, its ablations, and simple baselines on the same pipeline.
 METHODS = {
@@ -183,10 +183,15 @@ class Config:
             bad("lr must be positive, weight_decay non-negative and momentum in [0, 1)")
         if self.warmup_epochs < 0 or self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
             bad(f"warmup_epochs must be in [0, epochs), got {self.warmup_epochs}")
-        if self.image_size < 8:
-            bad(f"image_size must be at least 8, got {self.image_size}")
+        if not 8 <= self.image_size <= 1024:  # 1024² x 3 bytes per image: beyond it a typo would exhaust memory
+            bad(f"image_size must be from 8 to 1024, got {self.image_size}")
         if self.n_max is not None and self.n_max < 1:
             bad(f"n_max must be positive, got {self.n_max}")
+        if self.run_name is not None or self.preset is not None:  # the run folder's name: inside --out only
+            if self.run_name is not None:
+                check_run_name(self.run_name)
+            if self.preset is not None:
+                check_run_name(self.preset)
         if self.test_per_class is not None and self.test_per_class < 1:
             bad(f"test_per_class must be positive, got {self.test_per_class}")
         # Ranges that would otherwise fail deep inside numpy/torch or silently give NaN losses.
@@ -203,8 +208,9 @@ class Config:
             bad(f"view_norm must be 'split' or 'grouped', got {self.view_norm!r}")
         if self.eval_batch < 1:
             bad(f"eval_batch must be at least 1, got {self.eval_batch}")
-        if self.num_workers < 0 or self.proj_dim < 1:
-            bad("num_workers must be non-negative and proj_dim positive")
+        if not 0 <= self.num_workers <= 256 or not 1 <= self.proj_dim <= 65536:  # 10000 workers: a fork bomb
+            bad(f"num_workers must be from 0 to 256 and proj_dim from 1 to 65536, got {self.num_workers} and "
+                f"{self.proj_dim}")
         if not 0.0 <= self.cb_beta < 1.0 or not 0.0 <= self.drw_start <= 1.0:
             bad(f"cb_beta must be in [0, 1) and drw_start in [0, 1], got {self.cb_beta} and {self.drw_start}")
         if self.focal_gamma < 0 or self.ldam_max_margin < 0 or self.ldam_scale <= 0:
@@ -215,6 +221,17 @@ class Config:
         """The authors' code's deviations from the paper, all at once (see the README)."""
         return self.replace(authors_beta=True, cutmix_label="lambda", resample_convention="instance",
                             loss_reduction="sum")  # resample_convention is already the authors' by default
+
+
+def check_run_name(name: str) -> str:
+    """A run name is one folder inside ``--out``: no separators, no ``..``, not absolute, not hidden."""
+    bad = (not name or name in (".", "..") or name.startswith((".", "~")) or any(c in name for c in "/\\\0")
+           or name.startswith("/") or len(name.encode("utf-8", "surrogatepass")) > 200)
+    if bad:
+        shown = name if len(name) <= 60 else name[:59] + "…"
+        raise GLMCError(f"run name {shown!r} is not a plain folder name: it must stay inside --out (no '/', "
+                        f"no '..', not starting with '.' or '~', at most 200 bytes)")
+    return name
 
 
 def _coerce(key: str, value: Any, default: Any) -> Any:

@@ -25,17 +25,19 @@ import torch
 from . import distributed, mixing
 from .checkpoint import (
     check_compatible,
+    load_weights,
     new_run_dir,
     open_run,
     remove_stale_temporaries,
     require_training_state,
     save_checkpoint,
+    saved_data_hint,
     write_text_atomic,
 )
 from .config import Config
 from .data import LongTailData, prepare_data
 from .data.streams import TensorStream, make_train_stream
-from .errors import GLMCError
+from .errors import GLMCError, interrupts_deferred
 from .fast import FastRunner, fast_path_reason, maybe_fast_runner
 from .losses import alpha_schedule
 from .methods import METHOD_SPECS, StepContext, build_method_model, method_extras, step_loss
@@ -92,10 +94,26 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     try:
         dev = torch.device(name)
-    except RuntimeError:
-        raise GLMCError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise GLMCError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
+    except (RuntimeError, TypeError, ValueError):
+        raise GLMCError(f"unknown device {str(name)[:40]!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise GLMCError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise GLMCError(f"--device {name} was asked for but this machine has {torch.cuda.device_count()} CUDA "
+                            f"GPU(s), numbered from 0")
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise GLMCError("--device mps was asked for but Apple's MPS is not available here; use --device cpu "
+                            "or auto")
+    elif dev.type == "xpu":
+        xpu = getattr(torch, "xpu", None)
+        if xpu is None or not xpu.is_available():
+            raise GLMCError("--device xpu was asked for but no Intel GPU is available; use --device cpu or auto")
+    elif dev.type != "cpu":  # meta, hpu, ipu, xla, ...: not a place glmc can train or evaluate
+        raise GLMCError(f"--device {str(name)[:40]} is not a device glmc can train or evaluate on; use auto, cpu, "
+                        f"cuda, cuda:N or mps")
     return dev
 
 
@@ -148,23 +166,31 @@ class TrainState:
     def load_checkpoint_dict(self, ck: dict, path: str = "checkpoint") -> bool:
         """Restore everything from ``ck``; False if the augmentation generator could not be (another device)."""
         check_compatible(ck, self.cfg.model, self.data.num_classes, self.cfg.dataset, path, list(self.data.classes))
-        if [int(c) for c in ck.get("class_counts", [])] != [int(c) for c in self.data.counts]:
+        try:
+            saved_counts = [int(c) for c in ck.get("class_counts", [])]
+        except (TypeError, ValueError):
+            saved_counts = None
+        if saved_counts != [int(c) for c in self.data.counts]:
             raise GLMCError(f"{path} was trained on other class counts than this data set's long-tailed subset")
         require_training_state(ck, path)
+        load_weights(self.model, ck, path)
         try:
-            self.model.load_state_dict(ck["model"])
             self.optimizer.load_state_dict(ck["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise GLMCError(f"{path} does not fit this model: {str(exc).splitlines()[0][:160]}") from None
-        self.epoch, self.history, self.best = int(ck["epoch"]), list(ck["history"]), ck.get("best")
+            self.epoch, self.history, self.best = int(ck["epoch"]), list(ck["history"]), ck.get("best")
+            if not 0 <= self.epoch <= self.cfg.epochs or not all(isinstance(r, dict) for r in self.history):
+                raise ValueError("epoch or history out of range")
+            rng = ck["rng"]
+            self.data_gen.set_state(rng["data"])
+            self.np_rng.bit_generator.state = json.loads(rng["numpy"])
+            torch.set_rng_state(rng["torch"])
+        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            detail = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:160]
+            raise GLMCError(f"{path} is missing parts of its training state or they are damaged ({detail}); "
+                            f"resume from an earlier copy or start a new run") from None
         self.saved_epoch = self.epoch
-        rng = ck["rng"]
-        self.data_gen.set_state(rng["data"])
-        self.np_rng.bit_generator.state = json.loads(rng["numpy"])
-        torch.set_rng_state(rng["torch"])
         try:
             self.aug_gen.set_state(rng["aug"])
-        except RuntimeError:  # saved on another device type: CUDA and CPU generators keep different states
+        except (RuntimeError, TypeError, KeyError):  # saved on another device type: CUDA and CPU states differ
             return False
         return True
 
@@ -339,7 +365,15 @@ def fit(cfg: Config | None = None, *, data: LongTailData | None = None, resume: 
     if env.active:  # one replica per process; rank 0 alone writes and talks
         cfg = distributed.setup(cfg, env)
         save, log, callbacks = save and env.is_main, log if env.is_main else _silent, callbacks if env.is_main else []
-    state = build_state(cfg, data, loader)
+    try:
+        state = build_state(cfg, data, loader)
+    except NonFiniteLoss:
+        raise
+    except GLMCError as exc:  # a resumed run's data are not where the user said: say where they were
+        hint = saved_data_hint(ck, (overrides or {}).get("data_root")) if ck is not None else ""
+        if hint and ("not found" in str(exc) or "does not exist" in str(exc)):
+            raise GLMCError(f"{exc}{hint}") from None
+        raise
     for note in state.data.notes:  # e.g. skipped non-image files
         log(f"data: {note}")
     _open_run_folder(state, ck, run_dir, resume, save, log)
@@ -356,6 +390,14 @@ def fit(cfg: Config | None = None, *, data: LongTailData | None = None, resume: 
         if state.run_dir is not None and save:
             exc.add_note(f"glmc: the last checkpoint holds epoch {state.saved_epoch}; continue with "
                          f"fit(resume={str(state.run_dir)!r}) or 'glmc train --resume {state.run_dir}'")
+        raise
+    except NonFiniteLoss:
+        raise  # its message points at the run folder's last good checkpoint
+    except Exception:
+        # A new run that fails before finishing an epoch (a damaged image found by a DataLoader worker, memory
+        # running out) has nothing worth keeping: leave no run folder behind, so the same command can be rerun.
+        if resume is None and save and state.run_dir is not None and not state.history:
+            shutil.rmtree(state.run_dir, ignore_errors=True)
         raise
     _finish(state, callbacks, save)
     return state
@@ -459,12 +501,13 @@ def _train_epochs(state: TrainState, callbacks: list, stop, save: bool, log: Cal
             if improved:  # between checkpoints the best weights wait in memory (a copy on the device)
                 pending_best = _best_dict(state, copy=not due)
             if due:
-                if pending_best is not None:
-                    save_checkpoint(pending_best, state.run_dir / "best.pt")
-                    pending_best = None
-                # checkpoint.pt before metrics.jsonl: a kill in between is repaired on resume from the history
-                save_checkpoint(state.checkpoint_dict(), state.run_dir / "checkpoint.pt")
-                state.saved_epoch = state.epoch
+                with interrupts_deferred():  # Ctrl-C / SIGTERM in the CLI: both files written, then stop
+                    if pending_best is not None:
+                        save_checkpoint(pending_best, state.run_dir / "best.pt")
+                        pending_best = None
+                    # checkpoint.pt before metrics.jsonl: a kill in between is repaired on resume from the history
+                    save_checkpoint(state.checkpoint_dict(), state.run_dir / "checkpoint.pt")
+                    state.saved_epoch = state.epoch
             with open(state.run_dir / "metrics.jsonl", "a") as fh:
                 fh.write(json.dumps(record) + "\n")
         log(_epoch_line(record, cfg.epochs))

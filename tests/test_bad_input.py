@@ -95,6 +95,13 @@ ROWS = [
     ("unknown-model", lambda t: ["train", *QUICK, "--model", "resnet9"], "unknown model 'resnet9'"),
     ("unknown-method", lambda t: ["train", *QUICK, "--method", "glmx"], "unknown method 'glmx'"),
     ("unknown-device", lambda t: ["train", *QUICK, "--device", "tpu", "--out", t], "unknown device 'tpu'"),
+    ("run-name-leaves-out", lambda t: ["train", *QUICK, "--out", t, "--run-name", "../escaped"],
+     "run name '../escaped' is not a plain folder name: it must stay inside --out"),
+    ("run-name-absolute", lambda t: ["train", *QUICK, "--out", t, "--run-name", t / "abs"],
+     "is not a plain folder name"),
+    ("run-name-dot-dot", lambda t: ["train", *QUICK, "--out", t, "--run-name", ".."], "is not a plain folder name"),
+    ("preset-name-leaves-out", lambda t: ["train", *QUICK, "--out", t, "--set", "preset=../../x"],
+     "run name '../../x' is not a plain folder name"),
     ("bad-choice", lambda t: ["train", *QUICK, "--loader", "gpu"], "argument --loader: invalid choice: 'gpu'"),
     ("resume-and-change", lambda t: ["train", "--resume", t, "--lr", "0.1"], "drop --lr"),
     # --- preset overrides (--set)
@@ -104,6 +111,10 @@ ROWS = [
     ("set-not-a-bool", lambda t: ["train", *QUICK, "--set", "deterministic=maybe"], "must be true/false"),
     ("set-out-of-range", lambda t: ["train", *QUICK, "--set", "seed=-1"], "seed must be a whole number from 0"),
     ("set-bad-choice", lambda t: ["train", *QUICK, "--set", "augment=auto"], "augment must be cifar, imagenet"),
+    ("image-size-absurd", lambda t: ["train", *QUICK, "--set", "image_size=100000"],
+     "image_size must be from 8 to 1024, got 100000"),
+    ("workers-absurd", lambda t: ["train", *QUICK, "--set", "num_workers=10000"],
+     "num_workers must be from 0 to 256"),
     ("imbalance-below-one", lambda t: ["train", *QUICK, "--imbalance-factor", "0.5"], "must be at least 1"),
     ("imbalance-too-large", lambda t: ["train", *QUICK, "--imbalance-factor", "1000", "--out", t],
      "leaves the smallest class empty"),
@@ -141,6 +152,14 @@ ROWS = [
      "train.txt:2: expected 'relative/path label', got 'b/1.png'"),
     ("label-not-a-number", lambda t: ["train", *QUICK, *SPLITS, "--out", t, "--data-root",
                                       _split_root(t, "a/0.png cat\n")], "train.txt:1: label 'cat' is not a whole"),
+    ("list-path-dot-dot", lambda t: ["train", *QUICK, *SPLITS, "--out", t, "--data-root",
+                                     _split_root(t, "a/0.png 0\n../../secret.png 1\n")],
+     "train.txt:2: path '../../secret.png' leaves the data root"),
+    ("list-path-absolute", lambda t: ["train", *QUICK, *SPLITS, "--out", t, "--data-root",
+                                      _split_root(t, "a/0.png 0\n/etc/passwd 1\n")],
+     "train.txt:2: path '/etc/passwd' leaves the data root"),
+    ("list-path-home", lambda t: ["train", *QUICK, *SPLITS, "--out", t, "--data-root",
+                                  _split_root(t, "a/0.png 0\n~/x.png 1\n")], "leaves the data root"),
     ("image-missing", lambda t: ["train", *QUICK, *SPLITS, "--out", t, "--data-root",
                                  _split_root(t, "a/0.png 0\nb/9.png 1\n")],
      "1 image file(s) of the split list are missing"),
@@ -328,3 +347,206 @@ def test_checkpoint_one_liners_are_readable(tmp_path):
     with pytest.raises(GLMCError) as exc:
         load_checkpoint(tmp_path / "c.pt")
     assert len(str(exc.value)) < 300 and "pathlib" in str(exc.value)
+
+
+# ------------------------------------------------------------------------------ security (issue 14)
+class _Planted:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):  # unpickling this would run code: here, create the marker file
+        return (Path.touch, (self.marker,))
+
+
+def _planted_cifar(tmp_path: Path) -> tuple[Path, Path]:
+    """A data folder whose ``data_batch_1`` runs code when unpickled with ``pickle.load``."""
+    import pickle
+
+    evil, marker = tmp_path / "evil", tmp_path / "pwned"
+    folder = evil / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (folder / name).write_bytes(pickle.dumps({b"data": _Planted(marker), b"labels": [0]}, protocol=2))
+    return evil, marker
+
+
+def _checkpoint_pointing_at(tmp_path: Path, data_root: Path, training_state: bool) -> Path:
+    cfg = get_preset("cifar10-lt-if100", data_root=str(data_root), model="resnet8")
+    state = {"config": cfg.to_dict(), "model": {"w": torch.zeros(1)}, "classes": [str(i) for i in range(10)]}
+    if training_state:
+        state.update(optimizer={}, epoch=0, history=[], rng={})
+    return save_checkpoint(state, tmp_path / "run" / "checkpoint.pt")
+
+
+@pytest.mark.parametrize("command", ["evaluate", "resume", "finetune-maxnorm"])
+def test_a_checkpoint_never_names_where_data_is_read(tmp_path, capsys, command):
+    """A checkpoint that passes weights_only carries a config whose data_root points at planted pickles:
+    the data are read from where the user says (--data-root, $GLMC_DATA_ROOT, ./data), not from there."""
+    evil, marker = _planted_cifar(tmp_path)
+    ck = _checkpoint_pointing_at(tmp_path, evil, training_state=True)
+    argv = {"evaluate": ["evaluate", "--checkpoint", ck], "resume": ["train", "--resume", ck],
+            "finetune-maxnorm": ["finetune-maxnorm", ck.parent, "--device", "cpu"]}[command]
+    rc, lines = run_cli(capsys, argv)
+    assert rc == 2 and len(lines) == 1, lines
+    assert "CIFAR-10 not found under" in lines[0] and str(tmp_path / "data") in lines[0]
+    if command != "finetune-maxnorm":
+        assert "not followed" in lines[0] and "--data-root" in lines[0]
+    assert not marker.exists()
+    # Named by the user, the planted folder is read with the restricted unpickler: refused, nothing runs.
+    rc, lines = run_cli(capsys, [*argv, "--data-root", evil])
+    assert rc == 2 and len(lines) == 1 and "refused for safety" in lines[0], lines
+    assert not marker.exists()
+
+
+def test_analyze_never_takes_the_data_root_from_the_run_folder(tmp_path, capsys):
+    evil, marker = _planted_cifar(tmp_path)
+    ck = _checkpoint_pointing_at(tmp_path, evil, training_state=False)
+    cfg = get_preset("cifar10-lt-if100", data_root=str(evil), model="resnet8")
+    (ck.parent / "config.json").write_text(cfg.to_json())
+    rc, lines = run_cli(capsys, ["analyze", ck.parent, "--no-umap", "--device", "cpu"])
+    assert rc == 2 and len(lines) == 1 and "CIFAR-10 not found under" in lines[0], lines
+    assert not marker.exists() and not (ck.parent / "analysis").exists()
+
+
+# ------------------------------------------------------------------------- broken promises (issue 14)
+@pytest.mark.parametrize("device, message", [
+    ("meta", "--device meta is not a device glmc can train or evaluate on"),
+    ("mps", "--device mps was asked for but Apple's MPS is not available here"),
+    ("xpu", "--device xpu was asked for but no Intel GPU is available"),
+    ("cuda:99", "--device cuda"),
+])
+def test_named_but_unavailable_devices(tmp_path, capsys, device, message):
+    if device == "mps" and torch.backends.mps.is_available() or device == "xpu" and torch.xpu.is_available():
+        pytest.skip(f"{device} is available here")
+    for argv in (["train", *QUICK, "--device", device, "--out", tmp_path],
+                 ["evaluate", "--checkpoint", _digits_checkpoint(tmp_path), "--device", device]):
+        rc, lines = run_cli(capsys, argv)
+        assert rc == 2 and len(lines) == 1 and message in lines[0], lines
+    assert not list(tmp_path.glob("digits-lt-*"))
+
+
+def test_data_root_of_an_unknown_user(tmp_path, capsys):
+    rc, lines = run_cli(capsys, ["train", *QUICK, *FOLDER, "--data-root", "~no-such-user-glmc/d", "--out", tmp_path])
+    assert rc == 2 and lines == ["glmc: error: cannot expand ~no-such-user-glmc/d: no such user (or no home folder); "
+                                 "give the full path"]
+
+
+def test_cpu_allocation_failure_is_one_line(monkeypatch, capsys, tmp_path):
+    def fail(*_a, **_k):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 1099511627776 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(train_mod, "build_state", fail)
+    rc, lines = run_cli(capsys, ["train", *QUICK, "--out", tmp_path])
+    assert rc == 2 and len(lines) == 1 and "ran out of memory (a CPU allocation failed)" in lines[0], lines
+
+
+def test_every_message_is_bounded(tmp_path, capsys):
+    """A 10 MB label, a 1 MB flag: the one line stays short."""
+    root = _split_root(tmp_path, "a/0.png " + "7" * 10_000_000 + "\n")
+    for argv in (["train", *QUICK, *SPLITS, "--out", tmp_path, "--data-root", root],
+                 ["train", *QUICK, "--" + "x" * 1_000_000],
+                 ["train", *QUICK, "--set", "y" * 1_000_000 + "=1"]):
+        rc, lines = run_cli(capsys, argv)
+        assert rc == 2 and len(lines) == 1 and len(lines[0]) <= 2100, (len(lines), len(lines[0]))
+    assert len(str(GLMCError("z" * 10**6))) <= 2000
+
+
+def _write_large_split(root: Path, bad: bytes | None) -> Path:
+    """A file-based (image_size > 64) split-list data set; ``bad``: the bytes of one damaged training image."""
+    rng = np.random.default_rng(0)
+    lines = {"train": [], "test": []}
+    for c in range(2):
+        for split, n in (("train", 4), ("test", 2)):
+            for i in range(n):
+                rel = f"img/{split}-{c}-{i}.png"
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(rng.integers(0, 255, (72, 72, 3), dtype=np.uint8)).save(root / rel)
+                lines[split].append(f"{rel} {c}")
+    if bad is not None:
+        (root / "img" / "train-1-3.png").write_bytes(bad)
+    for split in lines:
+        (root / f"{split}.txt").write_text("\n".join(lines[split]) + "\n")
+    return root
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+@pytest.mark.parametrize("damage", ["truncated", "not-an-image", "bomb"])
+def test_damaged_image_on_the_file_based_path_is_named_and_leaves_no_run_folder(tmp_path, capsys, workers, damage):
+    good = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (72, 72, 3), dtype=np.uint8)).save(good, format="PNG")
+    bad = {"truncated": good.getvalue()[:2000], "not-an-image": b"hello",
+           "bomb": good.getvalue()[:16] + (30000).to_bytes(4, "big") * 2 + good.getvalue()[24:]}[damage]
+    root = _write_large_split(tmp_path / "lt", bad)
+    argv = ["train", "--preset", "imagenet-lt", "--data-root", root, "--set", "train_list=train.txt",
+            "--set", "test_list=test.txt", "--set", "image_size=72", "--model", "resnet8", "--epochs", "1",
+            "--batch-size", "4", "--device", "cpu", "--no-progress", "--set", f"num_workers={workers}",
+            "--set", "warmup_epochs=0", "--set", "imbalance_factor=1", "--out", tmp_path / "runs", "--run-name", "r"]
+    rc, lines = run_cli(capsys, argv)
+    assert rc == 2, lines
+    errors = [line for line in lines if line.startswith("glmc: error: ")]
+    assert len(errors) == 1 and "img/train-1-3.png" in errors[0], lines
+    assert not any("Traceback" in line for line in lines)
+    assert not (tmp_path / "runs" / "r").exists()
+
+
+def _digits_checkpoint(tmp_path: Path, change=None) -> Path:
+    from glmc_core.methods import build_method_model
+
+    cfg = get_preset("digits-lt", model="resnet8", image_size=8, test_per_class=5, device="cpu")
+    state = {"config": cfg.to_dict(), "epoch": 1, "model": build_method_model(cfg, 10).state_dict(),
+             "classes": [str(i) for i in range(10)]}
+    if change:
+        change(state)
+    (tmp_path / "run").mkdir(exist_ok=True)
+    (tmp_path / "run" / "config.json").write_text(cfg.to_json())
+    return save_checkpoint(state, tmp_path / "run" / "best.pt")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s["model"].pop("fc.weight"), "weights 1 missing (first: fc.weight)"),
+    (lambda s: s["model"].update({"fc.weight": torch.zeros(3, 3)}), "1 of another shape (first: fc.weight)"),
+    (lambda s: s["model"].update({"extra.weight": torch.zeros(1)}), "1 unexpected (first: extra.weight)"),
+    (lambda s: s["config"].update(method="ldam-drw"), "does not fit the 'resnet8' model and method"),
+    (lambda s: s.pop("model"), "holds no model weights"),
+    (lambda s: s.pop("config"), "holds no configuration"),
+    (lambda s: s["config"].update(epochs="many"), "holds a configuration glmc cannot use"),
+    (lambda s: s.update(classes=7), "holds a damaged class list"),
+])
+def test_checkpoints_that_do_not_fit_their_config(tmp_path, capsys, change, message):
+    path = _digits_checkpoint(tmp_path, change)
+    for argv in (["evaluate", "--checkpoint", path], ["analyze", path.parent, "--no-umap", "--device", "cpu"]):
+        rc, lines = run_cli(capsys, argv)
+        if argv[0] == "analyze" and ("config" in message or "method" in message):
+            continue  # analyze reads the run's config.json, which is intact here
+        errors = [line for line in lines if line.startswith("glmc: error: ")]  # analyze also logs progress
+        assert rc == 2 and len(errors) == 1 and message in errors[0] and errors[0] == lines[-1], lines
+        assert not (path.parent / "analysis").exists()
+
+
+def test_resume_from_a_checkpoint_missing_parts_of_its_state(tmp_path, capsys):
+    fit(tiny_config(tmp_path, epochs=2), log=lambda m: None, stop=lambda: True)  # stopped: epoch-0 checkpoint
+    run = next(tmp_path.glob("*/checkpoint.pt")).parent
+    ck = load_checkpoint(run)
+    del ck["rng"]["numpy"]
+    torch.save(ck, run / "checkpoint.pt")
+    rc, lines = run_cli(capsys, ["train", "--resume", run])
+    assert rc == 2 and len(lines) == 1 and "is missing parts of its training state" in lines[0], lines
+
+
+@pytest.mark.parametrize("damage, message", [
+    ({"config.json": b"\xff\xfe not json"}, "config.json is not valid JSON"),
+    ({"summary.json": b"{ half"}, "summary.json is damaged"),
+    ({"summary.json": b"[1, 2]"}, "summary.json is damaged"),
+    ({"metrics.jsonl": b"[1, 2]\n{}\n"}, "metrics.jsonl:1 is not a metrics record"),
+    ({"metrics.jsonl": b"\xff\xfe\n"}, "metrics.jsonl is damaged (not UTF-8 text)"),
+    ({"metrics.jsonl": b"{\"epoch\": 1, \"top1\": 5}\n{broken\n{\"epoch\": 2, \"top1\": 5}\n"},
+     "metrics.jsonl:2 is not a metrics record"),
+])
+def test_analyze_damaged_run_folders_is_one_line_and_writes_nothing(tmp_path, capsys, damage, message):
+    path = _digits_checkpoint(tmp_path)
+    for name, data in damage.items():
+        (path.parent / name).write_bytes(data)
+    rc, lines = run_cli(capsys, ["analyze", path.parent, "--no-umap", "--device", "cpu", "--out", tmp_path / "fig"])
+    assert rc == 2 and len(lines) == 1 and message in lines[0], lines
+    assert not (tmp_path / "fig").exists()

@@ -205,3 +205,27 @@ def test_a_checkpoint_written_before_the_stop_gradient_field_still_loads_and_res
     resumed = build_state(cfg)
     resumed.load_checkpoint_dict(loaded)
     assert torch.equal(resumed.model.fc.weight, state.model.fc.weight)
+
+
+def test_sigterm_or_ctrl_c_during_a_write_waits_for_the_checkpoint(tmp_path, state_dict, monkeypatch):
+    """The CLI's handler defers an interrupt that arrives mid-write: the new checkpoint is complete, then it stops."""
+    import signal
+
+    from glmc_core import cli
+
+    real_save = torch.save
+
+    def save_with_a_signal(obj, fh, *a, **k):
+        cli._on_signal(signal.SIGTERM, None)  # what the handler does when SIGTERM arrives here
+        real_save(obj, fh, *a, **k)
+
+    save_checkpoint(state_dict, tmp_path / "checkpoint.pt")
+    newer = {**state_dict, "epoch": 2}
+    monkeypatch.setattr(torch, "save", save_with_a_signal)
+    with pytest.raises(cli.Terminated):
+        save_checkpoint(newer, tmp_path / "checkpoint.pt")
+    monkeypatch.setattr(torch, "save", real_save)
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 2  # finished, not abandoned
+    assert not list(tmp_path.glob(".*.tmp"))
+    with pytest.raises(KeyboardInterrupt):  # outside a write it stops at once
+        cli._on_signal(signal.SIGINT, None)

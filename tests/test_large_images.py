@@ -7,11 +7,13 @@ tiny split-list data set of real PNG files stands in for them.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from glmc_core import get_preset
 from glmc_core.data import FileSplit, prepare_data
 from glmc_core.data.streams import LoaderStream
+from glmc_core.errors import GLMCError
 from glmc_core.train import fit
 
 
@@ -63,5 +65,8 @@ def test_split_list_run_resumes(tmp_path):
     _write_split_lists(root, counts=(4, 2, 2))
     cfg = _cfg(root, tmp_path, epochs=1)
     fit(cfg, log=lambda _m: None)
-    resumed = fit(resume=tmp_path / "runs" / "large", log=lambda _m: None)  # already finished: nothing to do
+    with pytest.raises(GLMCError, match="a location stored in a run is not followed"):  # the user names the data
+        fit(resume=tmp_path / "runs" / "large", log=lambda _m: None)
+    resumed = fit(resume=tmp_path / "runs" / "large", log=lambda _m: None,  # already finished: nothing to do
+                  overrides={"data_root": str(root)})
     assert resumed.epoch == 1 and len(resumed.history) == 1

@@ -230,6 +230,19 @@ def test_sigint_exits_130_with_a_resume_hint(tmp_path, cli_reference):
     assert_same_run(run, cli_reference)
 
 
+@pytest.mark.slow
+def test_sigterm_is_handled_like_ctrl_c(tmp_path):
+    """SIGTERM (kill, schedulers, notebook kernels): the checkpoint is finished, the resume line printed, 143."""
+    run = tmp_path / "r"
+    stopped = run_until(train_args(tmp_path, "r"), lambda: lines(run / "metrics.jsonl") >= 1, signal.SIGTERM)
+    assert stopped.returncode == 143, stopped.stderr
+    last = stopped.stderr.strip().splitlines()[-1]
+    held = load_checkpoint(run)["epoch"]
+    assert held >= 1
+    assert last == f"glmc: terminated; {run} keeps epoch {held}: continue with 'glmc train --resume {run}'"
+    assert "Traceback" not in stopped.stderr
+
+
 # ------------------------------------------------------------------------------ determinism
 def test_deterministic_runs_repeat_bit_for_bit_and_the_switch_turns_off():
     a = fit(tiny_config(epochs=2), save=False, log=lambda m: None)

@@ -111,6 +111,60 @@ def test_cifar_missing_file_and_corrupt_pickle(tmp_path):
         load_cifar(tmp_path, 10)
 
 
+class _Planted:
+    """What a hostile ``data_batch_1`` holds: unpickling it would call ``marker.touch()`` (any code could run)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("where", ["data_batch_1", "batches.meta"])
+def test_cifar_pickles_cannot_run_code(tmp_path, where):
+    """CIFAR batches are pickles: only dicts, lists, bytes, numbers and numpy arrays are rebuilt."""
+    write_cifar10(tmp_path)
+    marker = tmp_path / "pwned"
+    folder = tmp_path / "cifar-10-batches-py"
+    if where == "data_batch_1":
+        _dump(folder / where, {b"data": _Planted(marker), b"labels": [0]})
+    else:
+        _dump(folder / where, {b"label_names": [_Planted(marker)]})
+    with pytest.raises(GLMCError, match="refused for safety") as info:
+        load_cifar(tmp_path, 10)
+    assert not marker.exists()
+    assert "pathlib" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_cifar_pickles_refuse_object_arrays_and_builtins(tmp_path):
+    write_cifar10(tmp_path)
+    folder = tmp_path / "cifar-10-batches-py"
+    _dump(folder / "data_batch_2", {b"data": np.array([print], dtype=object), b"labels": [0]})
+    with pytest.raises(GLMCError, match="refused for safety"):
+        load_cifar(tmp_path, 10)
+    with open(folder / "data_batch_2", "wb") as fh:  # a bare GLOBAL of builtins.eval, protocol 0
+        fh.write(b"cbuiltins\neval\n(S'1+1'\ntR.")
+    with pytest.raises(GLMCError, match=r"\(refused builtins.eval\); it is refused for safety"):
+        load_cifar(tmp_path, 10)
+
+
+@pytest.mark.parametrize("protocol", [0, 2])
+def test_cifar_pickles_of_python2_and_3_protocols_load(tmp_path, protocol):
+    """The real files are protocol-2 pickles written by Python 2 (numpy.core.multiarray._reconstruct,
+    numpy.ndarray, numpy.dtype); Python 3 writes bytes through _codecs.encode at protocols < 3."""
+    folder = tmp_path / "cifar-10-batches-py"
+    train_x, _ = write_cifar10(tmp_path)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]:
+        with open(folder / name, "rb") as fh:
+            obj = pickle.load(fh)
+        with open(folder / name, "wb") as fh:
+            pickle.dump(obj, fh, protocol=protocol)
+    src = load_cifar(tmp_path, 10)
+    np.testing.assert_array_equal(src.train.images, train_x)
+    assert src.classes[0] == "airplane"
+
+
 @pytest.mark.parametrize("make", ["missing", "empty"])
 def test_cifar_not_found(tmp_path, make):
     root = tmp_path / "nowhere"
@@ -308,3 +362,150 @@ def test_cold_cache_decodes_only_the_long_tailed_subset_and_equals_the_full_deco
     for a, b in ((lazy.train, full_data.train), (lazy.val, full_data.val), (lazy.test, full_data.test)):
         assert np.array_equal(a.images, b.images) and np.array_equal(a.labels, b.labels)
     assert full.train.images.shape[0] == 19
+
+
+# ------------------------------------------------------------------- hostile and odd files (issue 14)
+def _png_declaring(width: int, height: int) -> bytes:
+    """A valid-looking PNG of a few dozen bytes whose header declares ``width x height`` RGB pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b""))
+
+
+def test_declared_pixels_are_capped_before_decoding(tmp_path, monkeypatch):
+    write_image_folder(tmp_path / "fruit")
+    (tmp_path / "fruit" / "train" / "kiwi" / "bomb.png").write_bytes(_png_declaring(12000, 12000))
+    with pytest.raises(GLMCError, match=r"bomb.png declares 12000x12000 pixels, more than the limit of 64000000; "
+                                        r"if it is genuine, raise \$GLMC_MAX_IMAGE_PIXELS"):
+        load_image_folder(tmp_path / "fruit", image_size=8, progress=False)
+    monkeypatch.setenv("GLMC_MAX_IMAGE_PIXELS", "100")  # the documented override, here lowered
+    (tmp_path / "fruit" / "train" / "kiwi" / "bomb.png").unlink()
+    with pytest.raises(GLMCError, match="declares 12x12 pixels, more than the limit of 100"):
+        load_image_folder(tmp_path / "fruit", image_size=8, progress=False)
+
+
+def test_zip_members_are_capped_by_declared_size(tmp_path, monkeypatch):
+    write_image_folder(tmp_path / "fruit")
+    _zip_folder(tmp_path / "fruit", tmp_path / "fruit.zip", "fruit")
+    monkeypatch.setenv("GLMC_MAX_FILE_BYTES", "50")  # every PNG member is larger
+    with pytest.raises(GLMCError, match=r"expands to \d+ bytes, more than the limit of 50 .*GLMC_MAX_FILE_BYTES"):
+        load_image_folder(tmp_path / "fruit.zip", image_size=8, progress=False)
+    monkeypatch.setenv("GLMC_MAX_FILE_BYTES", "nonsense")
+    with pytest.raises(GLMCError, match=r"\$GLMC_MAX_FILE_BYTES must be a whole number"):
+        load_image_folder(tmp_path / "fruit.zip", image_size=8, progress=False)
+    monkeypatch.delenv("GLMC_MAX_FILE_BYTES")
+    _check_image_folder_source(load_image_folder(tmp_path / "fruit.zip", image_size=8, progress=False))
+
+
+def _patch_zip(archive: Path, member: str, *, flag: int | None = None, method: int | None = None,
+               flip_data: bool = False) -> None:
+    """Edit the headers (local and central) of one stored member: flag bits, compression method, or data."""
+    import struct
+
+    raw = bytearray(archive.read_bytes())
+    with zipfile.ZipFile(archive) as zf:
+        info = zf.getinfo(member)
+    local = info.header_offset
+    central = raw.index(b"PK\x01\x02")  # the first central entry; ours is found by its name
+    while raw[central + 46: central + 46 + len(member)] != member.encode():
+        central = raw.index(b"PK\x01\x02", central + 4)
+    if flag is not None:
+        struct.pack_into("<H", raw, local + 6, info.flag_bits | flag)
+        struct.pack_into("<H", raw, central + 8, info.flag_bits | flag)
+    if method is not None:
+        struct.pack_into("<H", raw, local + 8, method)
+        struct.pack_into("<H", raw, central + 10, method)
+    if flip_data:
+        name_len, extra_len = struct.unpack_from("<HH", raw, local + 26)
+        raw[local + 30 + name_len + extra_len + 20] ^= 0xFF
+    archive.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("damage, message", [
+    ({"flag": 0x1}, r"holds encrypted files \(first: fruit/train/kiwi/000.png\)"),
+    ({"method": 98}, r"uses a compression method Python cannot read \(method 98"),
+    ({"flip_data": True}, "fruit/train/kiwi/000.png in .* fails its CRC check"),
+])
+def test_encrypted_unsupported_and_crc_failing_zips_are_one_line(tmp_path, damage, message):
+    write_image_folder(tmp_path / "fruit")
+    with zipfile.ZipFile(tmp_path / "fruit.zip", "w", zipfile.ZIP_STORED) as zf:
+        for p in sorted((tmp_path / "fruit").rglob("*")):
+            zf.write(p, f"fruit/{p.relative_to(tmp_path / 'fruit').as_posix()}")
+    _patch_zip(tmp_path / "fruit.zip", "fruit/train/kiwi/000.png", **damage)
+    with pytest.raises(GLMCError, match=message):
+        load_image_folder(tmp_path / "fruit.zip", image_size=8, progress=False)
+
+
+def test_16_bit_pngs_keep_their_grey_levels(tmp_path):
+    write_image_folder(tmp_path / "fruit")
+    grey = np.full((12, 12), 32896, np.uint16)  # 32896 / 65535 * 255 = 128
+    for i in range(3):
+        Image.fromarray(grey).save(tmp_path / "fruit" / "train" / "kiwi" / f"{i:03d}.png")
+    src = load_image_folder(tmp_path / "fruit", image_size=8, progress=False)
+    kiwi = src.train.images[src.train.labels == 1]
+    assert (kiwi == 128).all()  # was 255 everywhere: convert("RGB") clips 16-bit values
+
+
+def test_macos_and_hidden_folders_are_ignored(tmp_path):
+    write_image_folder(tmp_path / "fruit")
+    for extra in ("__MACOSX/fruit/train/apple/._000.png", "train/.ipynb_checkpoints/000.png",
+                  "train/apple/.hidden/000.png"):
+        (tmp_path / "fruit" / extra).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "fruit" / extra).write_bytes(b"\0\5\26\7 AppleDouble, not an image")
+    _check_image_folder_source(load_image_folder(tmp_path / "fruit", image_size=8, progress=False))
+    with zipfile.ZipFile(tmp_path / "fruit.zip", "w") as zf:  # what macOS's "Compress" writes
+        for p in sorted((tmp_path / "fruit").rglob("*")):
+            rel = p.relative_to(tmp_path / "fruit").as_posix()
+            zf.write(p, rel if rel.startswith("__MACOSX") else f"fruit/{rel}")
+    _check_image_folder_source(load_image_folder(tmp_path / "fruit.zip", image_size=8, progress=False))
+
+
+def test_cache_is_rebuilt_when_images_or_lists_change(tmp_path):
+    write_image_folder(tmp_path / "fruit")
+    first = load_image_folder(tmp_path / "fruit", image_size=8, progress=False)
+    assert len(first.train) == 10
+    Image.new("RGB", (12, 12), (0, 0, 255)).save(tmp_path / "fruit" / "train" / "plum" / "new.png")
+    assert len(load_image_folder(tmp_path / "fruit", image_size=8, progress=False).train) == 11
+    # Same names, other pixels (a size or time change): rebuilt too.
+    Image.new("RGB", (30, 30), (0, 0, 0)).save(tmp_path / "fruit" / "train" / "plum" / "new.png")
+    again = load_image_folder(tmp_path / "fruit", image_size=8, progress=False)
+    assert (again.train.images[-1] == 0).all()
+    # An edited split list (same file size and second) is a different data set.
+    write_split_list(tmp_path / "lt")
+    before = load_split_list(tmp_path / "lt", "train.txt", "test.txt", image_size=8, progress=False)
+    text = (tmp_path / "lt" / "train.txt").read_text()
+    (tmp_path / "lt" / "train.txt").write_text(text.replace(" 0\n", " 1\n", 1))
+    after = load_split_list(tmp_path / "lt", "train.txt", "test.txt", image_size=8, progress=False)
+    assert (before.train.labels != after.train.labels).sum() == 1
+
+
+def test_user_home_of_nobody_is_one_line(tmp_path):
+    with pytest.raises(GLMCError, match="cannot expand ~no-such-user-glmc/data: no such user"):
+        load_image_folder("~no-such-user-glmc/data", image_size=8, progress=False)
+    with pytest.raises(GLMCError, match="no such user"):
+        parse_split_list("~no-such-user-glmc/train.txt")
+
+
+@pytest.mark.parametrize("line", ["../outside.png 0", "/etc/passwd 0", "a/../../x.png 0", "~/x.png 0",
+                                  "C:\\\\x.png 0", "a\\\\..\\\\..\\\\x.png 0", "a/\x00.png 0"])
+def test_split_list_paths_stay_inside_the_root(tmp_path, line):
+    (tmp_path / "train.txt").write_text(f"a/0.png 0\n{line}\n")
+    with pytest.raises(GLMCError, match="train.txt:2: path .* leaves the data root"):
+        parse_split_list(tmp_path / "train.txt")
+
+
+def test_huge_label_is_a_short_message(tmp_path):
+    (tmp_path / "train.txt").write_text("a/0.png " + "9" * 10_000_000 + "\n")
+    with pytest.raises(GLMCError, match="train.txt:1: label 9+… is too large") as info:
+        parse_split_list(tmp_path / "train.txt")
+    assert len(str(info.value)) < 300
+
+
+def test_a_folder_named_like_a_zip_is_a_folder(tmp_path):
+    write_image_folder(tmp_path / "fruit.zip")
+    _check_image_folder_source(load_image_folder(tmp_path / "fruit.zip", image_size=8, progress=False))

@@ -13,6 +13,7 @@ import io
 import os
 import pickle
 import re
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -26,7 +27,13 @@ __all__ = ["ArraySplit", "FileSplit", "Source", "resolve_data_root", "cache_dir"
            "load_image_folder", "parse_split_list", "load_split_list", "load_digits", "IMAGE_EXTENSIONS"]
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
-_CACHE_VERSION = "1"
+_CACHE_VERSION = "2"  # 2: keyed on the listing (names, sizes, times) and the split lists' contents
+
+# Caps on what one image may expand to, checked before decoding (a small file can declare a huge image or
+# a zip member a huge size). Raise them with these environment variables (also seen by DataLoader workers).
+MAX_IMAGE_PIXELS_ENV, MAX_FILE_BYTES_ENV = "GLMC_MAX_IMAGE_PIXELS", "GLMC_MAX_FILE_BYTES"
+_DEFAULT_MAX_PIXELS = 64_000_000  # 8000 x 8000; ImageNet, iNaturalist and Places images are far smaller
+_DEFAULT_MAX_BYTES = 256 * 2**20  # one image file (or zip member), uncompressed
 
 
 @dataclass
@@ -71,16 +78,59 @@ class Source:
     notes: list[str] = field(default_factory=list)
 
 
+def expand_user(path: str | os.PathLike) -> Path:
+    """``Path(path).expanduser()``, with a one-line error for ``~name`` of a user that does not exist."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:  # pathlib: "Could not determine home directory."
+        raise GLMCError(f"cannot expand {clip(str(path))}: no such user (or no home folder); give the full path") \
+            from None
+
+
+def clip(text: str, limit: int = 80) -> str:
+    """``text`` shortened for a message (file contents and user input can be arbitrarily long)."""
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def resolve_data_root(data_root: str | os.PathLike | None) -> Path:
     """``data_root`` if given, else ``$GLMC_DATA_ROOT``, else ``./data``."""
     if data_root:
-        return Path(data_root).expanduser()
+        return expand_user(data_root)
     env = os.environ.get("GLMC_DATA_ROOT")
-    return Path(env).expanduser() if env else Path("data")
+    return expand_user(env) if env else Path("data")
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("GLMC_CACHE_DIR", "data/cache")).expanduser()
+    return expand_user(os.environ.get("GLMC_CACHE_DIR", "data/cache"))
+
+
+def _limit(env: str, default: int) -> int:
+    raw = os.environ.get(env)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise GLMCError(f"${env} must be a whole number, got {clip(raw)!r}") from None
+    if value < 1:
+        raise GLMCError(f"${env} must be positive, got {value}")
+    return value
+
+
+def max_image_pixels() -> int:
+    """Largest width x height decoded (``$GLMC_MAX_IMAGE_PIXELS``, default 64 million)."""
+    return _limit(MAX_IMAGE_PIXELS_ENV, _DEFAULT_MAX_PIXELS)
+
+
+def max_file_bytes() -> int:
+    """Largest image file or uncompressed zip member read (``$GLMC_MAX_FILE_BYTES``, default 256 MiB)."""
+    return _limit(MAX_FILE_BYTES_ENV, _DEFAULT_MAX_BYTES)
+
+
+def _hidden(part: str) -> bool:
+    """Entries that are not data: hidden files and folders, and the ``__MACOSX`` folders of macOS zips."""
+    return part.startswith(".") or part == "__MACOSX"
 
 
 # --------------------------------------------------------------------------------- CIFAR
@@ -89,6 +139,62 @@ _CIFAR_LAYOUT = {
          "batches.meta", b"label_names"),
     100: ("cifar-100-python", ["train"], ["test"], b"fine_labels", "meta", b"fine_label_names"),
 }
+
+
+class _Refused(pickle.UnpicklingError):
+    """A CIFAR pickle asked for something that is not images, labels or names."""
+
+
+def _reconstruct(cls, shape, dtype_code):
+    """numpy's array unpickling entry point (``numpy.core.multiarray._reconstruct``), for ``numpy.ndarray`` only."""
+    try:
+        from numpy._core.multiarray import _reconstruct as reconstruct
+    except ImportError:  # numpy 1.x
+        from numpy.core.multiarray import _reconstruct as reconstruct
+
+    if cls is not np.ndarray:
+        raise _Refused("only numpy.ndarray may be rebuilt")
+    return reconstruct(cls, shape, dtype_code)
+
+
+def _dtype(spec, align=False, copy=False):
+    """``numpy.dtype`` for plain numbers only: an object dtype would let the pickle build arbitrary objects."""
+    dt = np.dtype(spec, align, copy)
+    if dt.hasobject or dt.kind not in "biuf":
+        raise _Refused(f"dtype {dt} is not a plain numeric type")
+    return dt
+
+
+def _latin1(text, encoding="latin1"):
+    """``_codecs.encode``, which Python 3 pickles use for bytes (protocol 2): text to bytes only."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise _Refused("_codecs.encode is allowed only for latin1 text")
+    return text.encode("latin1")
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Rebuild only what CIFAR's python batches hold: dicts, lists, bytes/str, numbers and numpy arrays.
+
+    A real ``data_batch_1`` references exactly ``numpy.core.multiarray._reconstruct``, ``numpy.ndarray``
+    and ``numpy.dtype``; any other global (``os.system``, ``builtins.eval``, ...) is refused before it is
+    looked up, so a planted file cannot run code.
+    """
+
+    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+                ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+                ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): _dtype,
+                ("_codecs", "encode"): _latin1}
+
+    def find_class(self, module, name):
+        try:
+            return self._ALLOWED[(module, name)]
+        except KeyError:
+            raise _Refused(f"refused {clip(module, 60)}.{clip(name, 60)}") from None
+
+
+def _load_cifar_pickle(path: Path):
+    with open(path, "rb") as fh:
+        return _CifarUnpickler(fh, encoding="bytes").load()
 
 
 def _read_cifar_pickles(folder: Path, num_classes: int) -> Source:
@@ -101,12 +207,16 @@ def _read_cifar_pickles(folder: Path, num_classes: int) -> Source:
             if not path.is_file():
                 raise GLMCError(f"CIFAR-{num_classes} file {path} is missing; the folder {folder} is incomplete")
             try:
-                with open(path, "rb") as fh:
-                    entry = pickle.load(fh, encoding="bytes")
+                entry = _load_cifar_pickle(path)
                 data = np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
                 labels = np.asarray(entry[label_key], dtype=np.int64)
+                if labels.shape != (len(data),) or labels.min() < 0 or labels.max() >= num_classes:
+                    raise ValueError("labels do not match the images")
             except GLMCError:
                 raise
+            except _Refused as exc:
+                raise GLMCError(f"CIFAR-{num_classes} file {path} holds something other than images and labels "
+                                f"({exc}); it is refused for safety: delete it and download again") from None
             except Exception as exc:  # noqa: BLE001 - any parse failure means a corrupt file
                 raise GLMCError(f"cannot read CIFAR-{num_classes} file {path}: {exc.__class__.__name__}; "
                                 f"delete it and download again") from None
@@ -119,9 +229,11 @@ def _read_cifar_pickles(folder: Path, num_classes: int) -> Source:
     meta = folder / meta_file
     if meta.is_file():
         try:
-            with open(meta, "rb") as fh:
-                names = pickle.load(fh, encoding="bytes")[names_key]
+            names = _load_cifar_pickle(meta)[names_key]
             classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+        except _Refused as exc:
+            raise GLMCError(f"CIFAR-{num_classes} file {meta} holds something other than class names ({exc}); "
+                            f"it is refused for safety: delete it and download again") from None
         except Exception:  # noqa: BLE001 - names are cosmetic
             pass
     return Source(f"cifar{num_classes}", classes, train, test, str(folder))
@@ -134,7 +246,7 @@ def _looks_like_image_folder(path: Path) -> bool:
         return False
     if (path / "train").is_dir() and (path / "test").is_dir():
         return True
-    subs = [p for p in path.iterdir() if p.is_dir()]
+    subs = [p for p in path.iterdir() if p.is_dir() and not _hidden(p.name)]
     return len(subs) == 1 and (subs[0] / "train").is_dir() and (subs[0] / "test").is_dir()
 
 
@@ -184,21 +296,135 @@ class _Reader:
 
     def __init__(self, path: Path):
         self.path = path
-        self.zip = zipfile.ZipFile(path) if path.suffix.lower() == ".zip" else None
+        self.zip = zipfile.ZipFile(path) if path.suffix.lower() == ".zip" and not path.is_dir() else None
 
     def names(self) -> list[str]:
         if self.zip is not None:
             return [n for n in self.zip.namelist() if not n.endswith("/")]
         return [p.relative_to(self.path).as_posix() for p in self.path.rglob("*") if p.is_file()]
 
+    def listing(self, names: list[str]) -> str:
+        """A digest of what ``names`` are now: sizes and modification times (CRCs in a zip)."""
+        h = hashlib.sha1()
+        for name in names:
+            if self.zip is not None:
+                try:
+                    info = self.zip.getinfo(name)
+                    h.update(f"{name}|{info.file_size}|{info.CRC}\n".encode("utf-8", "surrogateescape"))
+                except KeyError:
+                    h.update(f"{name}|missing\n".encode("utf-8", "surrogateescape"))
+            else:
+                try:
+                    st = (self.path / name).stat()
+                    h.update(f"{name}|{st.st_size}|{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+                except OSError:
+                    h.update(f"{name}|missing\n".encode("utf-8", "surrogateescape"))
+        return h.hexdigest()
+
     def read(self, name: str) -> bytes:
         if self.zip is not None:
-            return self.zip.read(name)
-        return (self.path / name).read_bytes()
+            return read_member(self.zip, name, str(self.path))
+        return read_file(self.path, name)
 
     def close(self):
         if self.zip is not None:
             self.zip.close()
+
+
+_ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2",
+                zipfile.ZIP_LZMA: "lzma"}
+
+
+def _check_member(info: zipfile.ZipInfo, where: str) -> None:
+    """Refuse, before reading, a zip member that is encrypted, compressed in a way Python cannot undo, or
+    that declares more bytes than ``$GLMC_MAX_FILE_BYTES``."""
+    name = clip(info.filename)
+    if info.flag_bits & 0x1:
+        raise GLMCError(f"{where} holds encrypted files (first: {name}); glmc reads unencrypted zips only: "
+                        f"unzip it with its password and zip it again, or give the folder")
+    if info.compress_type not in _ZIP_METHODS:
+        raise GLMCError(f"{where} uses a compression method Python cannot read (method {info.compress_type}, "
+                        f"first: {name}); zip it again with deflate (the default of zip tools)")
+    cap = max_file_bytes()
+    if info.file_size > cap:
+        raise GLMCError(f"{name} in {where} expands to {info.file_size} bytes, more than the limit of {cap} for "
+                        f"one image file; if it is genuine, raise ${MAX_FILE_BYTES_ENV}")
+
+
+def read_member(zf: zipfile.ZipFile, name: str, where: str) -> bytes:
+    """One member of an image zip, checked (:func:`_check_member`) and with its CRC verified, or one line."""
+    try:
+        info = zf.getinfo(name)
+    except KeyError:
+        raise GLMCError(f"cannot read image file {clip(name)} in {where}: it is not in the archive") from None
+    _check_member(info, where)
+    try:
+        return zf.read(info)
+    except zipfile.BadZipFile as exc:
+        why = "fails its CRC check" if "CRC" in str(exc) else "is damaged"
+        raise GLMCError(f"image file {clip(name)} in {where} {why} (the zip is corrupt); copy it again") from None
+    except Exception as exc:  # noqa: BLE001 - zlib/lzma/bz2 errors, a vanished file, ...
+        raise GLMCError(f"cannot read image file {clip(name)} in {where}: {exc.__class__.__name__}; "
+                        f"the zip is damaged: copy it again") from None
+
+
+def read_file(root: Path, name: str) -> bytes:
+    """One image file under ``root``, refused above ``$GLMC_MAX_FILE_BYTES``, or one line."""
+    path = Path(root) / name
+    try:
+        size = path.stat().st_size
+        cap = max_file_bytes()
+        if size > cap:
+            raise GLMCError(f"image file {clip(name)} in {root} has {size} bytes, more than the limit of {cap}; "
+                            f"if it is genuine, raise ${MAX_FILE_BYTES_ENV}")
+        return path.read_bytes()
+    except OSError as exc:
+        raise GLMCError(f"cannot read image file {clip(name)} in {root}: {exc.strerror or exc.__class__.__name__}") \
+            from None
+
+
+def _to_rgb(img, name: str):
+    """RGB of any PIL image; 16-bit greys are scaled to 8 bits (``convert`` would clip them all to 255)."""
+    from PIL import Image
+
+    mode = img.mode
+    if mode.startswith("I;16") or (mode == "I" and img.format == "PNG"):
+        a = np.asarray(img).astype(np.uint32)
+        if a.size and (a.max() > 65535):
+            raise GLMCError(f"image file {clip(name)} has pixel values above 16 bits; save it as 8-bit")
+        img = Image.fromarray(((a * 255 + 32767) // 65535).astype(np.uint8), "L")
+    elif mode in ("I", "F"):
+        raise GLMCError(f"image file {clip(name)} has 32-bit {'integer' if mode == 'I' else 'float'} pixels, which "
+                        f"glmc does not convert; save it as an 8- or 16-bit image")
+    return img.convert("RGB")
+
+
+def open_rgb(data: bytes, name: str):
+    """A PIL RGB image from file bytes; its declared size is checked against ``$GLMC_MAX_IMAGE_PIXELS``
+    before any pixel is decoded. Damaged, truncated or oversized images are one line naming the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    cap = max_image_pixels()
+    if Image.MAX_IMAGE_PIXELS is not None and cap > Image.MAX_IMAGE_PIXELS:  # the user raised the cap
+        Image.MAX_IMAGE_PIXELS = cap
+    try:
+        with warnings.catch_warnings():  # PIL warns about large images; the check below decides
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))  # reads the header only
+        with img:
+            w, h = img.size
+            if w * h > cap:
+                raise GLMCError(f"image file {clip(name)} declares {w}x{h} pixels, more than the limit of {cap}; "
+                                f"if it is genuine, raise ${MAX_IMAGE_PIXELS_ENV}")
+            rgb = _to_rgb(img, name)
+            rgb.load()
+            return rgb
+    except Image.DecompressionBombError:
+        raise GLMCError(f"image file {clip(name)} declares more pixels than the limit of {cap}; if it is genuine, "
+                        f"raise ${MAX_IMAGE_PIXELS_ENV}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, TypeError) as exc:
+        raise GLMCError(f"corrupt or unreadable image file {clip(name)}: {exc.__class__.__name__}; "
+                        f"remove or replace it") from None
 
 
 def index_image_folder(path) -> tuple[list[str], FileSplit, FileSplit, list[str]]:
@@ -207,7 +433,7 @@ def index_image_folder(path) -> tuple[list[str], FileSplit, FileSplit, list[str]
 
     Returns ``(classes, train, test, notes)``; ``notes`` says what was skipped.
     """
-    path = Path(path).expanduser()
+    path = expand_user(path)
     if not path.exists():
         raise GLMCError(f"data root {path} does not exist; pass --data-root with a folder or .zip that holds "
                         f"train/<class>/ and test/<class>/ image folders")
@@ -215,10 +441,17 @@ def index_image_folder(path) -> tuple[list[str], FileSplit, FileSplit, list[str]
         raise GLMCError(f"{path} is a file but not a .zip; give a folder or a .zip of train/ and test/ folders")
     try:
         reader = _Reader(path)
+        if reader.zip is not None:
+            for info in reader.zip.infolist():
+                q = PurePosixPath(info.filename)
+                if q.suffix.lower() in IMAGE_EXTENSIONS and not any(_hidden(x) for x in q.parts):
+                    _check_member(info, str(path))
         names = reader.names()
         reader.close()
     except zipfile.BadZipFile:
         raise GLMCError(f"{path} is not a readable .zip file (truncated or corrupt); copy it again") from None
+    # Hidden folders (.git, .ipynb_checkpoints) and macOS's __MACOSX/ are not data; hidden files are skipped below.
+    names = [n for n in names if not any(_hidden(q) for q in PurePosixPath(n).parts[:-1])]
     parts = [PurePosixPath(n).parts for n in names]
     prefixes = {p[0] for p in parts if len(p) > 1}
     prefix: tuple[str, ...] = ()
@@ -253,24 +486,19 @@ def index_image_folder(path) -> tuple[list[str], FileSplit, FileSplit, list[str]
             paths += files
             labels += [c] * len(files)
         splits.append(FileSplit(paths, np.asarray(labels, dtype=np.int64), str(path),
-                                str(path) if path.suffix.lower() == ".zip" else None))
+                                str(path) if path.suffix.lower() == ".zip" and not path.is_dir() else None))
     notes = [f"skipped {len(skipped)} non-image file(s) (first: {skipped[0]}); images need one of the extensions "
              f"{' '.join(sorted(IMAGE_EXTENSIONS))}"] if skipped else []
     return train_classes, splits[0], splits[1], notes
 
 
 def _decode(data: bytes, name: str, image_size: int) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img = img.convert("RGB")
-            if img.size != (image_size, image_size):
-                img = img.resize((image_size, image_size), Image.BILINEAR)
-            return np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise GLMCError(f"corrupt or unreadable image file {name}: {exc.__class__.__name__}; "
-                        f"remove or replace it") from None
+    img = open_rgb(data, name)
+    if img.size != (image_size, image_size):
+        img = img.resize((image_size, image_size), Image.BILINEAR)
+    return np.asarray(img, dtype=np.uint8)
 
 
 def decode_split(split: FileSplit, image_size: int, progress: bool = False) -> ArraySplit:
@@ -284,11 +512,7 @@ def decode_split(split: FileSplit, image_size: int, progress: bool = False) -> A
         iterator = tqdm(iterator, total=len(split), desc="decoding images", leave=False)
     try:
         for i, name in iterator:
-            try:
-                data = reader.read(name)
-            except (KeyError, OSError) as exc:
-                raise GLMCError(f"cannot read image file {name} in {split.root}: {exc.__class__.__name__}") from None
-            out[i] = _decode(data, name, image_size)
+            out[i] = _decode(reader.read(name), name, image_size)
     finally:
         reader.close()
     return ArraySplit(out, split.labels.copy())
@@ -300,14 +524,28 @@ def _cache_key(path: Path, image_size: int, extra: str = "") -> str:
     return hashlib.sha1(raw.encode()).hexdigest()[:16]
 
 
-def _cache_file(path: Path, key_extra: str, image_size: int) -> Path:
-    return cache_dir() / f"{path.stem}-{_cache_key(path, image_size, key_extra)}.npz"
+def _cache_target(path: Path, key_extra: str, splits: dict[str, FileSplit], image_size: int) -> Path:
+    """The cache file of ``splits``, keyed on what the arrays are built from: the file lists and labels
+    (so an edited split list or an added image rebuilds it) and every file's size and modification time
+    (its CRC in a zip)."""
+    h = hashlib.sha1(key_extra.encode("utf-8", "surrogateescape"))
+    for name, sp in splits.items():
+        h.update(f"|{name}|{len(sp)}|".encode())
+        h.update("\n".join(sp.paths).encode("utf-8", "surrogateescape"))
+        h.update(np.ascontiguousarray(sp.labels, dtype=np.int64).tobytes())
+    first = next(iter(splits.values()))
+    reader = _Reader(Path(first.archive or first.root))
+    try:
+        h.update(reader.listing([q for sp in splits.values() for q in sp.paths]).encode())
+    finally:
+        reader.close()
+    return cache_dir() / f"{path.stem}-{_cache_key(path, image_size, h.hexdigest())}.npz"
 
 
 def _cached_decode(path: Path, key_extra: str, splits: dict[str, FileSplit], image_size: int,
                    progress: bool) -> dict[str, ArraySplit]:
     """Decode ``splits`` once; later calls load the cached arrays (atomically written .npz)."""
-    target = _cache_file(path, key_extra, image_size)
+    target = _cache_target(path, key_extra, splits, image_size)
     if target.is_file():
         try:
             with np.load(target) as z:
@@ -335,9 +573,9 @@ def load_image_folder(path, image_size: int = 32, decode: bool = True, progress:
     :func:`decode_subsets` to decode only the images a run uses (the long-tailed subset: 12,406 of
     CIFAR-10's 50,000 training images at IF 100).
     """
-    path = Path(path).expanduser()
+    path = expand_user(path)
     classes, train, test, notes = index_image_folder(path)
-    if decode and lazy and not _cache_file(path, "imagefolder", image_size).is_file():
+    if decode and lazy and not _cache_target(path, "imagefolder", {"train": train, "test": test}, image_size).is_file():
         return Source("imagefolder", classes, train, test, str(path), notes)
     if decode:
         arrays = _cached_decode(path, "imagefolder", {"train": train, "test": test}, image_size, progress)
@@ -362,13 +600,20 @@ _LABEL = re.compile(r"-?[0-9]+", re.ASCII)
 _MAX_CLASSES = 1_000_000  # labels are class indices; iNaturalist 2018 has 8,142 classes
 
 
+def _inside_root(rel: str) -> bool:
+    """A split-list path names a file under the data root: relative, no ``..``, no drive or ``~``."""
+    p = PurePosixPath(rel.replace("\\", "/"))
+    return not (p.is_absolute() or ".." in p.parts or rel.startswith("~") or re.match(r"[A-Za-z]:", rel)
+                or "\0" in rel)
+
+
 def parse_split_list(list_path, num_classes: int | None = None) -> tuple[list[str], np.ndarray]:
     """Read a split list: one ``relative/path label`` per line (ImageNet-LT, iNat 2018, Places-LT).
 
     Blank lines and lines starting with ``#`` are skipped; anything else that does not parse
     is reported with its file and line number.
     """
-    list_path = Path(list_path).expanduser()
+    list_path = expand_user(list_path)
     if list_path.is_dir():
         raise GLMCError(f"split list {list_path} is a folder; give the file of 'relative/path label' lines")
     if not list_path.is_file():
@@ -387,8 +632,13 @@ def parse_split_list(list_path, num_classes: int | None = None) -> tuple[list[st
             raise GLMCError(f"{list_path}:{lineno}: expected 'relative/path label', got {stripped[:80]!r}")
         rel, lab = parts
         if not _LABEL.fullmatch(lab):  # int() would also take "1_000", "+1" or non-ASCII digits
-            raise GLMCError(f"{list_path}:{lineno}: label {lab!r} is not a whole number")
+            raise GLMCError(f"{list_path}:{lineno}: label {clip(lab, 40)!r} is not a whole number")
+        if len(lab.lstrip("-").lstrip("0")) > 9:  # int() of 10 MB of digits is slow and then refused anyway
+            raise GLMCError(f"{list_path}:{lineno}: label {clip(lab, 40)} is too large (at most {_MAX_CLASSES - 1})")
         label = int(lab)
+        if not _inside_root(rel):
+            raise GLMCError(f"{list_path}:{lineno}: path {clip(rel)!r} leaves the data root (absolute, '..' or "
+                            f"'~'); split-list paths are relative to the data root and stay inside it")
         if label >= _MAX_CLASSES:
             raise GLMCError(f"{list_path}:{lineno}: label {label} is too large (at most {_MAX_CLASSES - 1})")
         if label < 0 or (num_classes is not None and label >= num_classes):
@@ -411,13 +661,13 @@ def load_split_list(data_root, train_list, test_list, image_size: int = 224, dec
         raise GLMCError("a split-list data set needs both train_list and test_list")
 
     def find(name):
-        p = Path(name).expanduser()
+        p = expand_user(name)
         return p if p.is_absolute() or p.exists() else root / name
 
     train_paths, train_labels = parse_split_list(find(train_list))
     num_classes = int(train_labels.max()) + 1
     test_paths, test_labels = parse_split_list(find(test_list), num_classes)
-    archive = str(root) if root.suffix.lower() == ".zip" else None
+    archive = str(root) if root.suffix.lower() == ".zip" and not root.is_dir() else None
     train = FileSplit(train_paths, train_labels, str(root), archive)
     test = FileSplit(test_paths, test_labels, str(root), archive)
     if check_files and archive is None:

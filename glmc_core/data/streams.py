@@ -12,7 +12,6 @@ Both yield, per step, a dict of normalised float views on the device:
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Iterator
 
@@ -20,7 +19,7 @@ import torch
 
 from ..augment import crop_flip, normalize, random_crop_flip
 from .samplers import ClassResampler, uniform_batches
-from .sources import ArraySplit, FileSplit
+from .sources import ArraySplit, FileSplit, open_rgb, read_file, read_member
 
 __all__ = ["TensorStream", "LoaderStream", "make_train_stream", "eval_batches", "two_view_batch", "VIEWS"]
 
@@ -89,10 +88,12 @@ def _open_image(split: FileSplit | ArraySplit, i: int, zip_cache: dict):
         zf = zip_cache.get(split.archive)
         if zf is None:  # one handle per worker process
             zf = zip_cache[split.archive] = zipfile.ZipFile(split.archive)
-        data = zf.read(split.paths[i])
+        data = read_member(zf, split.paths[i], split.archive)
     else:
-        data = (Path(split.root) / split.paths[i]).read_bytes()
-    return Image.open(io.BytesIO(data)).convert("RGB")
+        data = read_file(Path(split.root), split.paths[i])
+    # A damaged, truncated or oversized image is a one-line GLMCError naming the file (from a DataLoader
+    # worker too: GLMCError keeps the worker's message, not the traceback around it).
+    return open_rgb(data, split.paths[i])
 
 
 class _TwoViewDataset(torch.utils.data.Dataset):

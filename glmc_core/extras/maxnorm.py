@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..checkpoint import load_checkpoint, load_model, save_checkpoint
+from ..checkpoint import load_checkpoint, load_model, save_checkpoint, saved_config
 from ..config import Config
 from ..data import prepare_data
 from ..data.streams import make_train_stream
@@ -88,7 +88,8 @@ def _record(epoch: int, metrics: dict, head: torch.nn.Module, **extra) -> dict:
 def finetune_maxnorm(run: str | os.PathLike, epochs: int = 10, lr: float = 0.01, weight_decay: float = 0.1,
                      delta: float | None = None, thresh: float = 0.1, per: str = "step", loss: str = "cb",
                      head: str | None = None, which: str = "final", device: str | None = None, seed: int = 0,
-                     data=None, save: bool = True, log: Callable[[str], None] | None = None) -> MaxNormResult:
+                     data=None, save: bool = True, log: Callable[[str], None] | None = None,
+                     data_root: str | None = None) -> MaxNormResult:
     """Fine-tune a trained run's classifier with weight decay and MaxNorm; the encoder stays frozen.
 
     Args:
@@ -101,17 +102,21 @@ def finetune_maxnorm(run: str | os.PathLike, epochs: int = 10, lr: float = 0.01,
         head: ``"fc"`` or ``"fc_cb"``; default the method's inference head (``fc_cb`` for GLMC).
         which: fine-tune the ``"final"`` model (``checkpoint.pt``) or the ``"best"`` one (``best.pt``).
         data: an already prepared data set (else rebuilt from the run's config).
+        data_root: where the run's data set is (default ``$GLMC_DATA_ROOT`` or ``./data``); a location
+            stored in the checkpoint is never followed.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     if per not in ("step", "epoch"):
         raise GLMCError(f"per must be 'step' or 'epoch', got {per!r}")
     if loss not in ("cb", "ce"):
         raise GLMCError(f"loss must be 'cb' or 'ce', got {loss!r}")
-    if epochs < 1 or lr <= 0 or weight_decay < 0:
-        raise GLMCError("finetune-maxnorm needs epochs ≥ 1, lr > 0 and weight_decay ≥ 0")
+    if not (epochs >= 1 and 0 < lr < float("inf") and 0 <= weight_decay < float("inf")
+            and (delta is None or 0 < delta < float("inf")) and 0 <= thresh < float("inf")):
+        raise GLMCError("finetune-maxnorm needs epochs ≥ 1, lr > 0, weight_decay ≥ 0, delta > 0 and thresh ≥ 0, "
+                        "all finite")
     path = _checkpoint_path(run, which)
     ck = load_checkpoint(path)
-    cfg = Config.from_dict(ck["config"])
+    cfg = saved_config(ck, path, data_root)
     cfg = cfg.replace(device=device) if device else cfg
     data = data if data is not None else prepare_data(cfg, progress=False)
     dev = resolve_device(cfg.device)
