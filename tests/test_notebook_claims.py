@@ -7,7 +7,7 @@ from glmc_core.notebook.claims import ClaimFailed, check_answer, claim
 
 
 def test_claim_prints_a_tick_when_it_holds(capsys):
-    assert claim("GLMC beats CE on few", 40.0 > 10.0, "40.0 vs 10.0")
+    assert claim("GLMC beats CE on few", 40.0 > 10.0, "40.0 vs 10.0") is None  # no "True" under the cell
     assert "✓ GLMC beats CE on few (40.0 vs 10.0)" in capsys.readouterr().out
 
 

@@ -23,16 +23,16 @@ class ClaimFailed(AssertionError):
     """A sentence of the notebook no longer matches what the notebook computed."""
 
 
-def claim(text: str, holds: bool, detail: str = "") -> bool:
+def claim(text: str, holds: bool, detail: str = "") -> None:
     """Print ``✓ text`` when ``holds``; raise :class:`ClaimFailed` naming the sentence otherwise.
 
-    ``detail`` is the evidence (numbers) printed with the claim either way.
+    ``detail`` is the evidence (numbers) printed with the claim either way. Returns None, so a claim
+    that ends a cell adds no ``True`` to the cell's output.
     """
     suffix = f" ({detail})" if detail else ""
     if not bool(holds):
         raise ClaimFailed(f"the notebook says: {text!r}, but its own output no longer shows it{suffix}")
     print(f"✓ {text}{suffix}")
-    return True
 
 
 def check_answer(name: str, answer: Any, expected: Any = None, *, test: Callable[[Any], bool] | None = None,
@@ -45,7 +45,10 @@ def check_answer(name: str, answer: Any, expected: Any = None, *, test: Callable
     if answer is None:
         print(f"{name}: not answered yet (replace the None in the exercise cell, then run this cell again)")
         return None
-    ok = test(answer) if test is not None else _close(answer, expected, tol)
+    try:
+        ok = test(answer) if test is not None else _close(answer, expected, tol)
+    except Exception:  # an answer the test cannot even use (a string for a number, an IF below 1) is not right
+        ok = False
     print(f"{name}: {'correct' if ok else 'not yet'}" + ("" if ok or not hint else f". Hint: {hint}"))
     return bool(ok)
 
@@ -57,7 +60,7 @@ def _close(a: Any, b: Any, tol: float) -> bool:
         if hasattr(b, "tolist"):
             b = b.tolist()
         if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-            return len(a) == len(b) and all(_close(x, y, tol) for x, y in zip(a, b))
+            return len(a) == len(b) and all(_close(x, y, tol) for x, y in zip(a, b, strict=False))
         if isinstance(a, bool) or isinstance(b, bool):  # True is not the number 1 here
             return isinstance(a, bool) and isinstance(b, bool) and a == b
         if isinstance(a, (int, float)) and isinstance(b, (int, float)):
