@@ -204,7 +204,8 @@ def plot_loss_terms(sweeps: Mapping, axes=None) -> Figure:
         ax.axhline(0, color="0.8", linewidth=0.8)
         ax.set_xlabel(xlabel)
     axes[0].set_ylabel("loss on one fixed batch")
-    axes[0].legend(fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="outside right upper")  # off the curves
     fig.suptitle(f"α = {at['alpha']:.2f}; fixed at λ = {at['lam']:.2f}, k = {at['k']:.2f}, γ = {at['gamma']:.2f} "
                  f"(dotted)", fontsize=10)
     return fig
@@ -322,7 +323,8 @@ def plot_collapse(histories: Mapping[str, Sequence[Mapping]]) -> Figure:
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[1].set_yscale("log")
-    axes[0].legend(fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncols=len(labels))  # off the curves
     return fig
 
 
