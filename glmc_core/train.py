@@ -350,7 +350,8 @@ def fit(cfg: Config | None = None, *, data: LongTailData | None = None, resume: 
         device: override the device (e.g. resume a GPU run on the CPU).
         loader: ``"auto"``, ``"tensor"`` or ``"dataloader"`` (the reference path); a resumed run
             keeps the one it started with.
-        log: where one-line progress messages go (default: stderr).
+        log: where one-line progress messages go (default: stderr; standard output inside a Jupyter
+            kernel, where stderr is shown on a red background as if it were an error).
         overrides: config fields to change; when resuming only :data:`RESUME_OVERRIDES`.
         fast: None: the fast path when ``cfg.fast`` and the device is a CUDA GPU; True: the fast
             step wherever it applies (eagerly on the CPU); False: the reference step.
@@ -358,7 +359,7 @@ def fit(cfg: Config | None = None, *, data: LongTailData | None = None, resume: 
     Under ``torchrun`` with several processes, each trains a DDP replica (see
     :mod:`glmc_core.distributed`) and only rank 0 writes the run folder and logs.
     """
-    log = log or _to_stderr
+    log = log or _default_log
     env = distributed.from_environ()
     cfg, ck, run_dir, loader = _run_config(cfg, resume, overrides, device, loader, log)
     callbacks = list(callbacks)
@@ -403,8 +404,15 @@ def fit(cfg: Config | None = None, *, data: LongTailData | None = None, resume: 
     return state
 
 
-def _to_stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+def _in_jupyter_kernel() -> bool:
+    """True when standard output is an ipykernel stream (a notebook), not a terminal or a file."""
+    return type(sys.stdout).__module__.startswith("ipykernel")
+
+
+def _default_log(msg: str) -> None:
+    """Progress messages: standard output in a notebook (a student reads them; stderr looks like an error),
+    stderr elsewhere (the CLI keeps stdout for results)."""
+    print(msg, file=sys.stdout if _in_jupyter_kernel() else sys.stderr, flush=True)
 
 
 def _silent(_msg: str) -> None:
@@ -551,7 +559,7 @@ def train_or_reuse(cfg: Config, *, data: LongTailData | None = None, retrain: bo
     A folder that holds a run of another configuration (beyond where and how it runs:
     :data:`RESUME_OVERRIDES`) is refused; ``retrain`` deletes the folder first.
     """
-    log = log or _to_stderr
+    log = log or _default_log
     if not cfg.run_name:
         raise GLMCError("train_or_reuse needs a config with a run_name")
     run_dir = Path(cfg.out) / cfg.run_name

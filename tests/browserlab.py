@@ -271,6 +271,18 @@ _LIVE_JS = """() => {
 }"""
 
 
+# Index of the first cell tagged "exercise" (the TODO cell a student fills in), -1 when there is none.
+_EXERCISE_JS = """() => {
+  const model = window.jupyterapp.shell.currentWidget.content.model;
+  for (let i = 0; i < model.cells.length; i++) {
+    const cell = model.cells.get(i);
+    const tags = (cell.getMetadata && cell.getMetadata('tags')) || (cell.sharedModel.getMetadata().tags) || [];
+    if (tags.includes('exercise')) return i;
+  }
+  return -1;
+}"""
+
+
 def digest(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
@@ -400,6 +412,27 @@ class NotebookPage:
 
     def live(self) -> dict:
         return self.page.evaluate(_LIVE_JS)
+
+    def answer_exercise(self, answer: str, timeout: float = 60) -> str | None:
+        """Type ``answer`` into the cell tagged ``exercise``, run it and the check cell after it (Shift+Enter twice,
+        as a student does) and return the check cell's output text; None when the notebook has no exercise cell."""
+        index = self.page.evaluate(_EXERCISE_JS)
+        if index < 0:
+            return None
+        cells = self.page.locator(".jp-Notebook .jp-Cell")
+        editor = cells.nth(index).locator(".cm-content")
+        editor.scroll_into_view_if_needed()
+        editor.click()
+        self.page.keyboard.press("Control+A")
+        self.page.keyboard.type(answer)
+        self.page.keyboard.press("Shift+Enter")  # runs the exercise cell, selects the check cell
+        self.page.keyboard.press("Shift+Enter")  # runs the check cell
+        check = cells.nth(index + 1).locator(".jp-OutputArea-output")
+        wait_for(lambda: self.idle(self.state()) and check.count() > 0
+                 and "not answered" not in check.first.inner_text(), timeout,
+                 "the exercise's check cell printing a verdict", on_fail=self._describe)
+        self.shot("exercise-checked", cells.nth(index + 1))
+        return "\n".join(check.nth(i).inner_text() for i in range(check.count()))
 
 
 def lam_slider(page, label: str = "λ"):

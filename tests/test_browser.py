@@ -3,7 +3,8 @@
 Each notebook is copied into a temporary server root (quick mode injected after its
 ``parameters`` cell), opened, run with Run > Run All Cells, and checked for error outputs and
 widgets that failed to display. The mixing notebook's λ slider must redraw the mixed images;
-the training notebook's progress bar and live plot must appear and advance. Screenshots go to
+the training notebook's progress bar and live plot must appear and advance; in the mixing notebook an answer
+typed into the exercise cell must make its check cell say "correct". Screenshots go to
 ``screenshots/browser/`` (git-ignored).
 
 Which notebooks: ``notebooks/02_global_local_mixtures.ipynb`` and ``notebooks/05_training.ipynb``
@@ -189,6 +190,14 @@ def test_mixing_notebook_lambda_slider_redraws(open_notebook, source):
     assert before_png.read_bytes() != after_png.read_bytes(), "the λ cell looks the same after moving the slider"
     errors = nb.errors()
     assert not errors, "after moving λ: " + "; ".join(errors)
+
+    # The exercise: a student types the answer into the TODO cell and runs it and its check cell.
+    verdict = nb.answer_exercise("LAM_L_CORNER = 1 - 100 / 1024")
+    if source.parent == REAL:  # the stand-in has no exercise
+        assert verdict is not None, f"{source.name} has no cell tagged 'exercise'"
+        assert "Exercise: box in the corner: correct" in verdict, f"the check cell said: {verdict!r}"
+    errors = nb.errors()
+    assert not errors, "after the exercise: " + "; ".join(errors)
 
 
 @pytest.mark.parametrize("source", cases("training"))

@@ -65,3 +65,12 @@ def test_logit_adjustment_sweep_at_tau_zero_is_the_plain_model():
     sweep = experiments.logit_adjustment_sweep(state.model, data, cfg, taus=(0.0, 1.0, 2.0))
     plain = evaluate(state.model, data.test, cfg, data, "cpu")
     assert sweep["top1"][0] == pytest.approx(plain["top1"]) and len(sweep["few"]) == 3
+
+
+def test_lambda_draws_are_seeded_in_range_and_smaller_beta_is_more_often_nearly_pure():
+    draws = experiments.lambda_draws((0.5, 2.0), draws=2000, seed=1)
+    assert set(draws) == {0.5, 2.0} and all(len(v) == 2000 and v.min() >= 0 and v.max() <= 1 for v in draws.values())
+    again = experiments.lambda_draws((0.5, 2.0), draws=2000, seed=1)
+    assert all((draws[b] == again[b]).all() for b in draws)
+    pure = {b: ((v < 0.1) | (v > 0.9)).mean() for b, v in draws.items()}
+    assert pure[0.5] > pure[2.0]

@@ -128,3 +128,15 @@ def test_train_or_reuse_trains_then_reuses_and_refuses_another_config(tmp_path, 
     assert train_or_reuse(cfg, log=messages.append) == run_dir and "already trained" in messages[0]
     with pytest.raises(GLMCError, match="another configuration"):
         train_or_reuse(cfg.replace(epochs=2), log=messages.append)
+
+
+def test_progress_messages_go_to_stdout_in_a_notebook_and_stderr_elsewhere(capsys, monkeypatch):
+    from glmc_core import train
+
+    train._default_log("in a terminal")
+    out = capsys.readouterr()
+    assert "in a terminal" in out.err and not out.out
+    monkeypatch.setattr(train, "_in_jupyter_kernel", lambda: True)
+    train._default_log("in a notebook")
+    out = capsys.readouterr()
+    assert "in a notebook" in out.out and not out.err

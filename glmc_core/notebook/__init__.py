@@ -5,12 +5,16 @@
   :func:`~glmc_core.train.train_or_reuse` for runs shared between notebooks;
 * :mod:`~glmc_core.notebook.figures`: their figures (the palette and axes of :mod:`glmc_core.plots`);
 * :mod:`~glmc_core.notebook.widgets`: the explorers (needs ipywidgets; import it yourself);
-* :mod:`~glmc_core.notebook.live`: live training plots with a Stop button.
+* :mod:`~glmc_core.notebook.live`: live training plots with a Stop button;
+* :mod:`~glmc_core.notebook.claims`: sentences that check themselves, and exercise checks;
+* :mod:`~glmc_core.notebook.source`: the package's own functions shown as readable source.
 """
 
 from . import experiments, figures
+from .claims import ClaimFailed, check_answer, claim
 from .live import LivePlot
 from .setup import NotebookSetup, env_data_root, notebook_config, notebook_setup, quick_mode
+from .source import show_source, source_text
 
-__all__ = ["experiments", "figures", "LivePlot", "NotebookSetup", "env_data_root", "notebook_config",
-           "notebook_setup", "quick_mode"]
+__all__ = ["experiments", "figures", "ClaimFailed", "check_answer", "claim", "LivePlot", "NotebookSetup",
+           "env_data_root", "notebook_config", "notebook_setup", "quick_mode", "show_source", "source_text"]

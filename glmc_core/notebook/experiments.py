@@ -22,10 +22,11 @@ from ..extras.logit_adjustment import adjusted_key, evaluate_with_adjustment
 from ..losses import alpha_schedule
 from ..methods import StepContext, step_loss
 from ..metrics import evaluate
+from ..mixing import sample_lambda
 from ..train import build_state, fit, train_one_epoch, train_or_reuse
 
-__all__ = ["train_or_reuse", "logit_adjustment_sweep", "mix_pair", "partner_class_counts", "loss_sweeps",
-           "projection_spread", "consistency_experiment", "compare_schedules", "alpha_curves"]
+__all__ = ["train_or_reuse", "logit_adjustment_sweep", "mix_pair", "lambda_draws", "partner_class_counts",
+           "loss_sweeps", "projection_spread", "consistency_experiment", "compare_schedules", "alpha_curves"]
 
 def _as_float_image(img) -> torch.Tensor:
     """uint8 ``(H, W, 3)`` (or float in [0, 1]) to a float ``(1, 3, H, W)`` tensor in [0, 1]."""
@@ -57,6 +58,14 @@ def mix_pair(img_u, img_r, y_u: int, y_r: int, counts: Sequence[int], lam: float
     return {"x_u": img(x_u), "x_r": img(x_r), "x_g": img(x_g), "x_l": img(x_l), "box": box, "lam": float(lam),
             "lam_l": float(mixing.cutmix_label_weight(lam, box, h, w, cutmix_label)), "y_u": int(y_u),
             "y_r": int(y_r), "weights": weights.numpy(), **{name: p[0].numpy() for name, p in targets.items()}}
+
+
+def lambda_draws(betas: Sequence[float] = (0.5, 1.0, 2.0), draws: int = 5000, seed: int = 0) -> dict[float, np.ndarray]:
+    """``draws`` values of ``λ ~ Beta(β, β)`` per β from :func:`glmc_core.mixing.sample_lambda` (one generator,
+    β after β): what :func:`~glmc_core.notebook.figures.plot_lambda_hist` draws with the same arguments."""
+    rng = np.random.default_rng(seed)
+    return {float(beta): np.array([sample_lambda(rng, beta) for _ in range(draws)]) for beta in betas}
+
 
 
 def partner_class_counts(labels, num_classes: int, qs: Sequence[float], conventions: Sequence[str] = ("instance",

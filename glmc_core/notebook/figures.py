@@ -19,8 +19,8 @@ from .. import longtail_losses as ltl
 from .. import mixing
 from ..data.longtail import GROUPS, longtail_counts, shot_groups
 from ..losses import ALPHA_SCHEDULES, alpha_schedule
-from ..mixing import sample_lambda
 from ..plots import GROUP_COLORS, figure_axes
+from .experiments import lambda_draws
 
 __all__ = ["TERM_COLOURS", "plot_class_counts", "plot_counts_for_ifs", "plot_image_grid", "plot_mixing",
            "plot_partner_classes", "plot_loss_terms", "plot_class_weights", "plot_alpha_schedules", "plot_head_weights",
@@ -169,13 +169,17 @@ def plot_partner_classes(partner_counts: Mapping[tuple[str, float], np.ndarray],
         for j, q in enumerate(qs):
             frac = partner_counts[(conv, q)] / partner_counts[(conv, q)].sum()
             ax.bar(x + (j - (len(qs) - 1) / 2) * width, frac, width, color=cmap[j % len(cmap)], label=f"q = {q:g}")
-        ax.set_xticks(x, names, fontsize=8)
+        long_names = max(len(n) for n in names) > 3
+        ax.set_xticks(x, names, fontsize=8, rotation=45 if long_names else 0, ha="right" if long_names else "center",
+                      rotation_mode="anchor")
         for tick, g in zip(ax.get_xticklabels(), groups, strict=False):
             tick.set_color(GROUP_COLORS[g])
         what = "P(image) ∝ n_c^-q" if conv == "instance" else "P(class) ∝ n_c^-q"
         ax.set_title(f"{conv} convention: {what}", fontsize=9)
         ax.set_xlabel("partner class (tick colour: many / medium / few)")
-        ax.legend(fontsize=7)
+    # One legend for both panels, outside the bars.
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="outside right upper")
     axes[0].set_ylabel("share of resampled partners")
     return fig
 
@@ -200,7 +204,8 @@ def plot_loss_terms(sweeps: Mapping, axes=None) -> Figure:
         ax.axhline(0, color="0.8", linewidth=0.8)
         ax.set_xlabel(xlabel)
     axes[0].set_ylabel("loss on one fixed batch")
-    axes[0].legend(fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="outside right upper")  # off the curves
     fig.suptitle(f"α = {at['alpha']:.2f}; fixed at λ = {at['lam']:.2f}, k = {at['k']:.2f}, γ = {at['gamma']:.2f} "
                  f"(dotted)", fontsize=10)
     return fig
@@ -318,16 +323,15 @@ def plot_collapse(histories: Mapping[str, Sequence[Mapping]]) -> Figure:
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[1].set_yscale("log")
-    axes[0].legend(fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncols=len(labels))  # off the curves
     return fig
 
 
 def plot_lambda_hist(betas: Sequence[float] = (0.5, 1.0, 2.0), draws: int = 5000, seed: int = 0, ax=None) -> Figure:
     """Histograms of ``λ ~ Beta(β, β)`` drawn with :func:`glmc_core.mixing.sample_lambda`, one per β."""
     fig, ax = figure_axes(ax, (6, 3.4))
-    rng = np.random.default_rng(seed)
-    for beta in betas:
-        lams = [sample_lambda(rng, beta) for _ in range(draws)]
+    for beta, lams in lambda_draws(betas, draws, seed).items():
         ax.hist(lams, bins=25, range=(0, 1), density=True, histtype="step", linewidth=1.8, label=f"β = {beta:g}")
     ax.set_xlabel("λ (weight of the uniform image)")
     ax.set_ylabel("density")

@@ -75,12 +75,12 @@ class ImbalanceExplorer(Explorer):
     height = "330px"
 
     def __init__(self, num_classes: int = 10, n_max: int = 5000, class_names=None, imbalance_factor: float = 100.0,
-                 many_threshold: int = 100, few_threshold: int = 20):
+                 many_threshold: int = 100, few_threshold: int = 20, log: bool = True):
         self.num_classes, self.n_max, self.class_names = num_classes, n_max, class_names
         self.many_threshold, self.few_threshold = many_threshold, few_threshold
         self.if_slider = W.FloatLogSlider(value=imbalance_factor, base=10, min=0, max=np.log10(500), step=0.01,
                                           description="IF", continuous_update=False, readout_format=".0f")
-        self.log_box = W.Checkbox(value=False, description="log scale")
+        self.log_box = W.Checkbox(value=log, description="log scale")  # log: the tail classes stay visible
         super().__init__([self.if_slider, self.log_box])
         self._watch(self.if_slider, self.log_box)
         self.redraw()
