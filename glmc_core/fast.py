@@ -196,6 +196,21 @@ def maybe_fast_runner(state, force: bool | None = None):
     return FastRunner(state)
 
 
+def _capture_graph(fn: Callable[[], object], warmups: int, pool=None):
+    """Run ``fn`` ``warmups`` times on a side stream (as capture requires), then capture one call of it in a
+    CUDA graph: ``(graph, what that call returned)``, its output living in the graph's static memory."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warmups):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, pool=pool):
+        out = fn()
+    return graph, out
+
+
 def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
 
@@ -381,15 +396,7 @@ class FastRunner:
             static = {k: v.clone() for k, v in draws.items()}
             snap = self._snapshot()  # warm-up steps must not change the run
             try:
-                side = torch.cuda.Stream()
-                side.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(side):
-                    for _ in range(3):
-                        self._step(static)
-                torch.cuda.current_stream().wait_stream(side)
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph, pool=self._pool):
-                    self._step(static)
+                graph, _ = _capture_graph(lambda: self._step(static), warmups=3, pool=self._pool)
             except Exception as exc:  # e.g. an op that cannot be captured on this torch/driver
                 self._restore(snap)
                 raise _CaptureFailed(_first_line(exc)) from exc
@@ -509,15 +516,7 @@ class FastRunner:
         graph, y_out = None, None
         if self.capture_requested and self.eval_capture_error is None:
             try:
-                side = torch.cuda.Stream()
-                side.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(side):
-                    for _ in range(2):
-                        self._eval_forward(x_in)
-                torch.cuda.current_stream().wait_stream(side)
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph):
-                    y_out = self._eval_forward(x_in)
+                graph, y_out = _capture_graph(lambda: self._eval_forward(x_in), warmups=2)
             except Exception as exc:  # noqa: BLE001 - evaluation then runs eagerly through the same buffer
                 graph, y_out = None, None
                 self.eval_capture_error = _first_line(exc)
