@@ -31,7 +31,8 @@ from .methods import METHOD_SPECS
 from .metrics import confusion_matrix, format_number, group_accuracy, per_class_accuracy
 
 __all__ = ["Run", "Evaluation", "load_run", "load_history", "run_data", "evaluate_run",
-           "trained_heads", "subsample", "umap_embedding", "run_umap", "weight_norms", "results_rows",
+           "trained_heads", "subsample",
+           "knn_accuracy", "weight_norm_ratio", "umap_embedding", "run_umap", "weight_norms", "results_rows",
            "to_markdown", "to_csv"]
 
 
@@ -185,6 +186,39 @@ def trained_heads(method: str) -> list[str]:
     return ["fc", "fc_cb"] if spec.cumulative else [spec.inference_head]
 
 
+def knn_accuracy(features: np.ndarray, labels: np.ndarray, k: int = 10, chunk: int = 1024) -> float:
+    """Leave-one-out k-nearest-neighbour accuracy of ``features`` (N, D): the share of points whose
+    ``k`` nearest other points (cosine similarity) vote for their own label (ties: the smallest label).
+
+    A number for "the features show class structure": chance is about the largest class's share,
+    1.0 means every point sits among its own class.
+    """
+    x = np.asarray(features, dtype=np.float32)
+    y = np.asarray(labels)
+    n = len(x)
+    if n < 2:
+        raise GLMCError("knn_accuracy needs at least two points")
+    k = max(1, min(int(k), n - 1))
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    num_classes = int(y.max()) + 1
+    correct = 0
+    for start in range(0, n, chunk):
+        sim = x[start:start + chunk] @ x.T
+        rows = np.arange(sim.shape[0])
+        sim[rows, start + rows] = -np.inf  # leave the point itself out
+        nn = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+        votes = np.zeros((sim.shape[0], num_classes), dtype=np.int64)
+        np.add.at(votes, (np.repeat(rows, k), y[nn].ravel()), 1)
+        correct += int((votes.argmax(1) == y[start:start + chunk]).sum())
+    return correct / n
+
+
+def weight_norm_ratio(norms: np.ndarray, counts: np.ndarray) -> float:
+    """‖W‖ of the class with the most training images over ‖W‖ of the class with the fewest."""
+    norms, counts = np.asarray(norms, dtype=float), np.asarray(counts)
+    return float(norms[counts.argmax()] / norms[counts.argmin()])
+
+
 def subsample(n_total: int, n: int | None, random_state: int = 0) -> np.ndarray:
     """Sorted indices of ``n`` of ``n_total`` points, drawn without replacement (all when n is None)."""
     if n is None or n >= n_total:
@@ -211,15 +245,18 @@ def umap_embedding(features: np.ndarray, random_state: int = 0, n_neighbors: int
 
 
 def run_umap(ev: Evaluation, max_points: int | None = 2000, random_state: int = 0,
-             cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
+             cache: bool = True, cache_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(indices, embedding)`` of (a subsample of) the test features, cached in the run folder.
 
     The cache file name holds the checkpoint (best/last and its epoch), the test set size,
     the subsample size and the seed, so a later checkpoint never reuses an old picture.
+    ``cache_dir`` keeps the cache elsewhere (a shipped run folder stays as it was shipped).
     """
     idx = subsample(len(ev.targets), max_points, random_state)
     name = f"umap-{ev.which}-e{ev.epoch}-t{len(ev.targets)}-n{len(idx)}-s{random_state}.npy"
-    path = ev.run.path / name
+    if cache_dir is not None:
+        name = f"{ev.run.name}-{ev.run.config.method}-{name}"
+    path = (Path(cache_dir) if cache_dir is not None else ev.run.path) / name
     if cache and path.is_file():
         emb = np.load(path)
         if emb.shape == (len(idx), 2):
@@ -227,6 +264,7 @@ def run_umap(ev: Evaluation, max_points: int | None = 2000, random_state: int = 
     emb = umap_embedding(ev.features[idx], random_state)
     if cache:
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{name}.tmp.npy")
             np.save(tmp, emb)
             os.replace(tmp, path)

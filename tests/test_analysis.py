@@ -139,3 +139,24 @@ def test_summary_json_is_read(tmp_path):
     (tmp_path / "summary.json").write_text(json.dumps({"best": {"epoch": 30}}))
     run = A.load_run(tmp_path)
     assert run.finished and run.summary["best"]["epoch"] == 30 and run.name == tmp_path.name
+
+
+def test_knn_accuracy_separates_clustered_from_random_features():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 50)
+    centres = np.eye(8)[:4] * 10
+    clustered = centres[labels] + rng.normal(size=(200, 8))
+    assert A.knn_accuracy(clustered, labels, k=5) > 0.95
+    noise = rng.normal(size=(200, 8))
+    assert A.knn_accuracy(noise, labels, k=5) < 0.5
+    # chunking does not change the answer, and a point never votes for itself
+    assert A.knn_accuracy(clustered, labels, k=5, chunk=7) == A.knn_accuracy(clustered, labels, k=5)
+    pairs = np.array([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0], [0.1, 1.0]])
+    assert A.knn_accuracy(pairs, np.array([0, 0, 1, 1]), k=1) == 1.0
+    assert A.knn_accuracy(pairs, np.array([0, 1, 0, 1]), k=1) == 0.0
+    with pytest.raises(GLMCError):
+        A.knn_accuracy(np.ones((1, 2)), np.array([0]))
+
+
+def test_weight_norm_ratio_is_largest_class_over_smallest():
+    assert A.weight_norm_ratio(np.array([2.0, 1.0, 4.0]), np.array([50, 5, 10])) == pytest.approx(2.0 / 1.0)

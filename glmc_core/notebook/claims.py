@@ -57,7 +57,7 @@ def _close(a: Any, b: Any, tol: float) -> bool:
         if hasattr(b, "tolist"):
             b = b.tolist()
         if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-            return len(a) == len(b) and all(_close(x, y, tol) for x, y in zip(a, b))
+            return len(a) == len(b) and all(_close(x, y, tol) for x, y in zip(a, b, strict=True))
         if isinstance(a, bool) or isinstance(b, bool):  # True is not the number 1 here
             return isinstance(a, bool) and isinstance(b, bool) and a == b
         if isinstance(a, (int, float)) and isinstance(b, (int, float)):
