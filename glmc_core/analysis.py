@@ -32,7 +32,8 @@ from .metrics import confusion_matrix, format_number, group_accuracy, per_class_
 
 __all__ = ["Run", "Evaluation", "load_run", "load_history", "run_data", "evaluate_run",
            "trained_heads", "subsample",
-           "knn_accuracy", "weight_norm_ratio", "umap_embedding", "run_umap", "weight_norms", "results_rows",
+           "knn_accuracy", "weight_norm_ratio", "rank_correlation", "diagonal_rows", "group_flow",
+           "umap_embedding", "run_umap", "weight_norms", "results_rows",
            "to_markdown", "to_csv"]
 
 
@@ -217,6 +218,32 @@ def weight_norm_ratio(norms: np.ndarray, counts: np.ndarray) -> float:
     """‖W‖ of the class with the most training images over ‖W‖ of the class with the fewest."""
     norms, counts = np.asarray(norms, dtype=float), np.asarray(counts)
     return float(norms[counts.argmax()] / norms[counts.argmin()])
+
+
+def rank_correlation(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rank correlation of ``x`` and ``y`` (ties get their mean rank): +1 when ``y`` rises with ``x``."""
+    from scipy.stats import spearmanr
+
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = ~(np.isnan(x) | np.isnan(y))
+    if keep.sum() < 2 or np.ptp(x[keep]) == 0 or np.ptp(y[keep]) == 0:
+        return 0.0
+    return float(spearmanr(x[keep], y[keep]).statistic)
+
+
+def diagonal_rows(cm: np.ndarray) -> int:
+    """How many rows (true classes) of a confusion matrix have their largest entry on the diagonal."""
+    cm = np.asarray(cm)
+    return int(sum(cm[i, i] >= cm[i].max() and cm[i].sum() > 0 for i in range(len(cm))))
+
+
+def group_flow(ev: Evaluation, source: str = "few", target: str = "many") -> float:
+    """Share (0–1) of the test images of ``source``-group classes predicted as a class of ``target``."""
+    groups = np.asarray(ev.groups)
+    src = np.isin(ev.targets, np.flatnonzero(groups == source))
+    if not src.any():
+        return float("nan")
+    return float(np.isin(ev.preds[src], np.flatnonzero(groups == target)).mean())
 
 
 def subsample(n_total: int, n: int | None, random_state: int = 0) -> np.ndarray:

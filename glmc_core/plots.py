@@ -129,13 +129,14 @@ def plot_umap(embedding: np.ndarray, labels: np.ndarray, class_names: Sequence[s
     """
     fig, ax = figure_axes(ax, (6.4, 5))
     labels = np.asarray(labels)
+    point_size = float(np.clip(30000 / max(len(labels), 1), 8, 40))  # visible whether 300 or 5000 points
     if color_by == "class":
         colors = class_colors(len(class_names))
         for c, name in enumerate(class_names):
             m = labels == c
             if m.any():
                 text = f"{name} ({int(counts[c])})" if counts is not None else name
-                ax.scatter(embedding[m, 0], embedding[m, 1], s=6, alpha=0.7, color=colors[c], label=text,
+                ax.scatter(embedding[m, 0], embedding[m, 1], s=point_size, alpha=0.8, color=colors[c], label=text,
                            linewidths=0)
         legend_title = "class (training images)" if counts is not None else "class"
     elif color_by == "group":
@@ -145,7 +146,7 @@ def plot_umap(embedding: np.ndarray, labels: np.ndarray, class_names: Sequence[s
         for g in GROUPS:
             m = point_groups == g
             if m.any():
-                ax.scatter(embedding[m, 0], embedding[m, 1], s=6, alpha=0.7, color=GROUP_COLORS[g],
+                ax.scatter(embedding[m, 0], embedding[m, 1], s=point_size, alpha=0.8, color=GROUP_COLORS[g],
                            label=f"{g} ({len(np.unique(labels[m]))} classes)", linewidths=0)
         legend_title = "group"
     else:
@@ -300,8 +301,7 @@ def plot_comparison(evals: Sequence, umaps: Sequence | None = None) -> Figure:
             plot_umap(emb, ev.targets[idx], ev.classes, ev.groups, "group", ax=axes[1, j],
                       title=f"{name}\nfeatures by group")
         plot_confusion(ev.confusion, ev.classes, ev.counts, ax=axes[-1, j], title=f"{name}\nconfusion (rows sum to 1)",
-                       colorbar=False)
-    fig.colorbar(axes[-1, 0].images[0], ax=list(axes[-1]), shrink=0.8, label="fraction of the true class")
+                       colorbar=j == len(evals) - 1)  # one inset colour bar, beside the last matrix
     return fig
 
 

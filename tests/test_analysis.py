@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -160,3 +161,15 @@ def test_knn_accuracy_separates_clustered_from_random_features():
 
 def test_weight_norm_ratio_is_largest_class_over_smallest():
     assert A.weight_norm_ratio(np.array([2.0, 1.0, 4.0]), np.array([50, 5, 10])) == pytest.approx(2.0 / 1.0)
+
+
+def test_rank_correlation_diagonal_rows_and_group_flow():
+    assert A.rank_correlation([1, 2, 3, 4], [10, 20, 30, 45]) == pytest.approx(1.0)
+    assert A.rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert A.rank_correlation([1, 2, 3], [5, 5, 5]) == 0.0
+    cm = np.array([[5, 1, 0], [4, 2, 0], [0, 1, 3]])
+    assert A.diagonal_rows(cm) == 2
+    ev = SimpleNamespace(groups=np.array(["many", "medium", "few"]), targets=np.array([2, 2, 2, 2, 0]),
+                         preds=np.array([0, 0, 2, 1, 0]))
+    assert A.group_flow(ev, "few", "many") == pytest.approx(0.5)
+    assert A.group_flow(ev, "few", "medium") == pytest.approx(0.25)

@@ -65,3 +65,11 @@ def test_logit_adjustment_sweep_at_tau_zero_is_the_plain_model():
     sweep = experiments.logit_adjustment_sweep(state.model, data, cfg, taus=(0.0, 1.0, 2.0))
     plain = evaluate(state.model, data.test, cfg, data, "cpu")
     assert sweep["top1"][0] == pytest.approx(plain["top1"]) and len(sweep["few"]) == 3
+
+
+def test_direction_words_follow_the_numbers():
+    from glmc_core.notebook.experiments import direction
+
+    assert direction(2.0, 1.0) == "higher than" and direction(1.0, 2.0) == "lower than"
+    assert direction(1.0, 1.2, tol=0.5) == "about the same as"
+    assert direction(3, 1, words=("more", "fewer", "as many")) == "more"

@@ -22,8 +22,9 @@ from .setup import (
     quick_mode,
     reference_run,
     reference_runs,
+    runs_in_use,
 )
 
 __all__ = ["experiments", "figures", "ClaimFailed", "check_answer", "claim", "LivePlot", "NotebookSetup",
            "env_data_root", "notebook_config", "notebook_setup", "quick_mode", "ReferenceRuns", "reference_runs",
-           "reference_run"]
+           "reference_run", "runs_in_use"]

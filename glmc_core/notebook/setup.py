@@ -24,7 +24,8 @@ from ..data import LongTailData, prepare_data
 from ..errors import GLMCError
 
 __all__ = ["env_flag", "quick_mode", "env_data_root", "notebook_config", "NotebookSetup", "notebook_setup",
-           "REFERENCE_SET", "reference_runs_dir", "ReferenceRuns", "reference_runs", "reference_run"]
+           "REFERENCE_SET", "reference_runs_dir", "ReferenceRuns", "reference_runs", "reference_run", "RunsInUse",
+           "runs_in_use"]
 
 # Quick CIFAR-10-LT for a 2-core CPU: a small ResNet on a few hundred images (n_max 300 at IF 100: 740 images).
 _QUICK_CIFAR = dict(model="resnet8", n_max=300, test_per_class=100, batch_size=64, lr=0.05, weight_decay=5e-4)
@@ -250,3 +251,40 @@ def reference_run(name: str, data_root: str | None = None, root: str | os.PathLi
     """One finished reference run (an :class:`~glmc_core.analysis.Run`), or None when it is missing or unfinished."""
     refs = reference_runs(data_root, root, names=(name,), load_data=False)
     return refs.runs.get(name)
+
+
+@dataclass
+class RunsInUse:
+    """The runs a notebook shows: the reference runs when they are finished, else its live quick runs."""
+
+    data: LongTailData
+    runs: dict  # name -> analysis.Run
+    source: str  # "reference" or "live"
+    which: str  # the checkpoint evaluated: "last" (the final epoch) for reference runs, "best" for live ones
+    message: str
+    reference: ReferenceRuns | None = None
+
+    @property
+    def is_reference(self) -> bool:
+        return self.source == "reference"
+
+
+def runs_in_use(methods: tuple[str, ...] = ("glmc", "ce"), quick: bool = True, data_root: str | None = None,
+                runs: str = "runs", epochs: int | None = None, use_reference: bool = True,
+                progress: bool = False) -> RunsInUse:
+    """The finished reference runs ``methods`` (named by their method) with their data when all exist and
+    the real CIFAR-10 is at hand (``use_reference``); otherwise the notebook's live quick runs of the same
+    methods (trained, resumed or reused with :func:`~glmc_core.train.train_or_reuse`), saying why."""
+    from ..analysis import load_run
+    from ..train import train_or_reuse
+
+    refs = reference_runs(data_root) if use_reference else ReferenceRuns(message="USE_REFERENCE is False.")
+    if refs.has(*methods):
+        lines = [refs.message, *(refs.describe(m) for m in methods)]
+        return RunsInUse(refs.data, {m: refs[m] for m in methods}, "reference", "last", "\n".join(lines), refs)
+    missing = [m for m in methods if m not in refs.runs]
+    setup = notebook_setup(quick=quick, data_root=data_root, runs=runs, epochs=epochs, progress=progress)
+    out = {m: load_run(train_or_reuse(setup.config(m), data=setup.data, log=print)) for m in methods}
+    why = refs.message if not refs else f"the reference runs {', '.join(missing)} are not finished yet."
+    msg = f"LIVE quick runs (no reference runs used: {why})\n{setup.message}"
+    return RunsInUse(setup.data, out, "live", "best", msg, refs)
