@@ -304,8 +304,8 @@ def run_umap(ev: Evaluation, max_points: int | None = 2000, random_state: int = 
 _COLUMNS = ("run", "method", "model", "dataset", "imbalance_factor", "epoch", "top1", "many", "medium", "few")
 
 
-def results_rows(items: Iterable[Evaluation | Run]) -> list[dict]:
-    """One row per evaluation (its checkpoint) or run (its best epoch from ``metrics.jsonl``)."""
+def results_rows(items: Iterable[Evaluation | Run], epoch: str = "best") -> list[dict]:
+    """One row per evaluation (its checkpoint) or run (its ``"best"`` or ``"final"`` epoch from ``metrics.jsonl``)."""
     rows = []
     for it in items:
         if isinstance(it, Evaluation):
@@ -313,7 +313,8 @@ def results_rows(items: Iterable[Evaluation | Run]) -> list[dict]:
             continue
         if not it.history:
             raise GLMCError(f"{it.path} has no finished epoch yet")
-        best = max(it.history, key=lambda r: r.get("val_top1", r["top1"]))
+        best = (it.history[-1] if epoch == "final" else
+                max(it.history, key=lambda r: r.get("val_top1", r["top1"])))
         cfg = it.config
         rows.append({"run": it.name, "method": cfg.method, "model": cfg.model, "dataset": cfg.dataset,
                      "imbalance_factor": cfg.imbalance_factor, "epoch": best["epoch"],

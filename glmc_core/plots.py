@@ -95,9 +95,14 @@ def plot_learning_curves(history: Sequence[dict], title: str | None = None) -> F
     if history:
         ax_loss.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=2, frameon=False)
     ax_loss.grid(alpha=0.3)
-    ax_alpha.plot(ep, [r.get("alpha", np.nan) for r in history], marker="o", ms=3, color="#CC79A7", label="α")
-    ax_alpha.set(xlabel="epoch", ylabel="α  (weight of fc; 1 − α goes to fc_cb)", ylim=(-0.03, 1.05),
-                 title="Cumulative α and learning rate")
+    # α and fc_cb mean something only for cumulative runs (GLMC and its ablations): a CE run gets the lr alone
+    cumulative = any(r.get("alpha", 1.0) < 1.0 or r.get("loss_cb", 0.0) for r in history)
+    if cumulative:
+        ax_alpha.plot(ep, [r.get("alpha", np.nan) for r in history], marker="o", ms=3, color="#CC79A7", label="α")
+        ax_alpha.set(xlabel="epoch", ylabel="α  (weight of fc; 1 − α goes to fc_cb)", ylim=(-0.03, 1.05),
+                     title="Cumulative α and learning rate")
+    else:
+        ax_alpha.set(xlabel="epoch", yticks=[], title="Learning rate (no α: not a cumulative method)")
     ax_alpha.grid(alpha=0.3)
     ax_lr = ax_alpha.twinx()
     ax_lr.plot(ep, [r.get("lr", np.nan) for r in history], marker="s", ms=3, ls="--", color="#56B4E9", label="lr")
@@ -105,7 +110,8 @@ def plot_learning_curves(history: Sequence[dict], title: str | None = None) -> F
     ax_lr.set_ylim(bottom=0)
     handles = ax_alpha.get_legend_handles_labels()[0] + ax_lr.get_legend_handles_labels()[0]
     if history:
-        ax_alpha.legend(handles, ["α", "learning rate"], fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16),
+        names = ["α", "learning rate"] if cumulative else ["learning rate"]
+        ax_alpha.legend(handles, names, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16),
                         ncols=2, frameon=False)
     plot_group_curves(history, ax=ax_acc, legend_below=True)
     last = max((r["epoch"] for r in history), default=1)

@@ -173,3 +173,11 @@ def test_rank_correlation_diagonal_rows_and_group_flow():
                          preds=np.array([0, 0, 2, 1, 0]))
     assert A.group_flow(ev, "few", "many") == pytest.approx(0.5)
     assert A.group_flow(ev, "few", "medium") == pytest.approx(0.25)
+
+
+def test_results_rows_of_runs_take_the_best_or_the_final_epoch(tmp_path):
+    from glmc_core.config import get_preset
+
+    run = A.Run(tmp_path, get_preset("digits-lt"), [{"epoch": 1, "top1": 50.0}, {"epoch": 2, "top1": 40.0}])
+    assert A.results_rows([run])[0]["epoch"] == 1
+    assert A.results_rows([run], epoch="final")[0]["top1"] == 40.0

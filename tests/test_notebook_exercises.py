@@ -8,6 +8,7 @@ and its answer is given to :func:`glmc_core.notebook.exercises.check`, as the no
 from __future__ import annotations
 
 import re
+import textwrap
 from types import SimpleNamespace
 
 import numpy as np
@@ -20,7 +21,7 @@ from glmc_core.notebook import exercises
 def _solution_code(notebook: str) -> str:
     text = (REPO / "notebooks" / "solutions" / f"{notebook}_solutions.md").read_text()
     start = text.index("(checked exercise)")
-    return re.search(r"```python\n(.*?)```", text[start:], re.S).group(1)
+    return textwrap.dedent(re.search(r"```python\n(.*?)```", text[start:], re.S).group(1))
 
 
 def _glmc_eval():
