@@ -281,8 +281,9 @@ def runs_in_use(methods: tuple[str, ...] = ("glmc", "ce"), quick: bool = True, d
                 runs: str = "runs", epochs: int | None = None, use_reference: bool = True,
                 progress: bool = False) -> RunsInUse:
     """The finished reference runs ``methods`` (named by their method) with their data when all exist and
-    the real CIFAR-10 is at hand (``use_reference``); otherwise the notebook's live quick runs of the same
-    methods (trained, resumed or reused with :func:`~glmc_core.train.train_or_reuse`), saying why."""
+    the real CIFAR-10 is at hand (``use_reference``); otherwise the notebook's live runs of the same methods
+    (trained, resumed or reused with :func:`~glmc_core.train.train_or_reuse`; in quick mode on the offline digits,
+    as notebook 05 trains them), saying why."""
     from ..analysis import load_run
     from ..train import train_or_reuse
 
@@ -291,7 +292,9 @@ def runs_in_use(methods: tuple[str, ...] = ("glmc", "ce"), quick: bool = True, d
         lines = [refs.message, *(refs.describe(m) for m in methods)]
         return RunsInUse(refs.data, {m: refs[m] for m in methods}, "reference", "last", "\n".join(lines), refs)
     missing = [m for m in methods if m not in refs.runs]
-    setup = notebook_setup(quick=quick, data_root=data_root, runs=runs, epochs=epochs, progress=progress)
+    # quick live runs on the digits: the CIFAR-10 quick recipe is too short for GLMC's fc_cb to be trained
+    setup = notebook_setup(quick=quick, data_root=data_root, runs=runs, epochs=epochs, progress=progress,
+                           offline=quick_mode(quick))
     out = {m: load_run(train_or_reuse(setup.config(m), data=setup.data, log=print)) for m in methods}
     why = refs.message if not refs else f"the reference runs {', '.join(missing)} are not finished yet."
     msg = f"LIVE quick runs (no reference runs used: {why})\n{setup.message}"
