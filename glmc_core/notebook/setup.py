@@ -189,7 +189,8 @@ class ReferenceRuns:
         n_train = len(self.data.train) if self.data is not None else "?"
         n_test = len(self.data.test) if self.data is not None else "?"
         final = h[-1] if h else {}
-        return (f"{name}: method {c.method}, model {c.model}, {c.dataset.upper()}-LT imbalance factor "
+        dataset = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}.get(c.dataset, c.dataset)
+        return (f"{name}: method {c.method}, model {c.model}, {dataset}-LT imbalance factor "
                 f"{c.imbalance_factor:g} ({n_train} training images, {n_test} test images), {len(h)} of {c.epochs} "
                 f"epochs, batch {c.batch_size}, lr {c.lr:g}, weight decay {c.weight_decay:g}, seed {c.seed}, "
                 f"on {c.device} in {hours:.1f} h; final top-1 {format_number(final.get('top1'), '.1f')} %")
