@@ -31,7 +31,9 @@ from .methods import METHOD_SPECS
 from .metrics import confusion_matrix, format_number, group_accuracy, per_class_accuracy
 
 __all__ = ["Run", "Evaluation", "load_run", "load_history", "run_data", "evaluate_run",
-           "trained_heads", "subsample", "umap_embedding", "run_umap", "weight_norms", "results_rows",
+           "trained_heads", "subsample",
+           "knn_accuracy", "weight_norm_ratio", "rank_correlation", "diagonal_rows", "group_flow",
+           "umap_embedding", "run_umap", "weight_norms", "results_rows",
            "to_markdown", "to_csv"]
 
 
@@ -206,6 +208,65 @@ def trained_heads(method: str) -> list[str]:
     return ["fc", "fc_cb"] if spec.cumulative else [spec.inference_head]
 
 
+def knn_accuracy(features: np.ndarray, labels: np.ndarray, k: int = 10, chunk: int = 1024) -> float:
+    """Leave-one-out k-nearest-neighbour accuracy of ``features`` (N, D): the share of points whose
+    ``k`` nearest other points (cosine similarity) vote for their own label (ties: the smallest label).
+
+    A number for "the features show class structure": chance is about the largest class's share,
+    1.0 means every point sits among its own class.
+    """
+    x = np.asarray(features, dtype=np.float32)
+    y = np.asarray(labels)
+    n = len(x)
+    if n < 2:
+        raise GLMCError("knn_accuracy needs at least two points")
+    k = max(1, min(int(k), n - 1))
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    num_classes = int(y.max()) + 1
+    correct = 0
+    for start in range(0, n, chunk):
+        sim = x[start:start + chunk] @ x.T
+        rows = np.arange(sim.shape[0])
+        sim[rows, start + rows] = -np.inf  # leave the point itself out
+        nn = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+        votes = np.zeros((sim.shape[0], num_classes), dtype=np.int64)
+        np.add.at(votes, (np.repeat(rows, k), y[nn].ravel()), 1)
+        correct += int((votes.argmax(1) == y[start:start + chunk]).sum())
+    return correct / n
+
+
+def weight_norm_ratio(norms: np.ndarray, counts: np.ndarray) -> float:
+    """‖W‖ of the class with the most training images over ‖W‖ of the class with the fewest."""
+    norms, counts = np.asarray(norms, dtype=float), np.asarray(counts)
+    return float(norms[counts.argmax()] / norms[counts.argmin()])
+
+
+def rank_correlation(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rank correlation of ``x`` and ``y`` (ties get their mean rank): +1 when ``y`` rises with ``x``."""
+    from scipy.stats import spearmanr
+
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = ~(np.isnan(x) | np.isnan(y))
+    if keep.sum() < 2 or np.ptp(x[keep]) == 0 or np.ptp(y[keep]) == 0:
+        return 0.0
+    return float(spearmanr(x[keep], y[keep]).statistic)
+
+
+def diagonal_rows(cm: np.ndarray) -> int:
+    """How many rows (true classes) of a confusion matrix have their largest entry on the diagonal."""
+    cm = np.asarray(cm)
+    return int(sum(cm[i, i] >= cm[i].max() and cm[i].sum() > 0 for i in range(len(cm))))
+
+
+def group_flow(ev: Evaluation, source: str = "few", target: str = "many") -> float:
+    """Share (0–1) of the test images of ``source``-group classes predicted as a class of ``target``."""
+    groups = np.asarray(ev.groups)
+    src = np.isin(ev.targets, np.flatnonzero(groups == source))
+    if not src.any():
+        return float("nan")
+    return float(np.isin(ev.preds[src], np.flatnonzero(groups == target)).mean())
+
+
 def subsample(n_total: int, n: int | None, random_state: int = 0) -> np.ndarray:
     """Sorted indices of ``n`` of ``n_total`` points, drawn without replacement (all when n is None)."""
     if n is None or n >= n_total:
@@ -232,15 +293,18 @@ def umap_embedding(features: np.ndarray, random_state: int = 0, n_neighbors: int
 
 
 def run_umap(ev: Evaluation, max_points: int | None = 2000, random_state: int = 0,
-             cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
+             cache: bool = True, cache_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(indices, embedding)`` of (a subsample of) the test features, cached in the run folder.
 
     The cache file name holds the checkpoint (best/last and its epoch), the test set size,
     the subsample size and the seed, so a later checkpoint never reuses an old picture.
+    ``cache_dir`` keeps the cache elsewhere (a shipped run folder stays as it was shipped).
     """
     idx = subsample(len(ev.targets), max_points, random_state)
     name = f"umap-{ev.which}-e{ev.epoch}-t{len(ev.targets)}-n{len(idx)}-s{random_state}.npy"
-    path = ev.run.path / name
+    if cache_dir is not None:
+        name = f"{ev.run.name}-{ev.run.config.method}-{name}"
+    path = (Path(cache_dir) if cache_dir is not None else ev.run.path) / name
     if cache and path.is_file():
         emb = np.load(path)
         if emb.shape == (len(idx), 2):
@@ -248,6 +312,7 @@ def run_umap(ev: Evaluation, max_points: int | None = 2000, random_state: int = 
     emb = umap_embedding(ev.features[idx], random_state)
     if cache:
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{name}.tmp.npy")
             np.save(tmp, emb)
             os.replace(tmp, path)
@@ -260,8 +325,8 @@ def run_umap(ev: Evaluation, max_points: int | None = 2000, random_state: int = 
 _COLUMNS = ("run", "method", "model", "dataset", "imbalance_factor", "epoch", "top1", "many", "medium", "few")
 
 
-def results_rows(items: Iterable[Evaluation | Run]) -> list[dict]:
-    """One row per evaluation (its checkpoint) or run (its best epoch from ``metrics.jsonl``)."""
+def results_rows(items: Iterable[Evaluation | Run], epoch: str = "best") -> list[dict]:
+    """One row per evaluation (its checkpoint) or run (its ``"best"`` or ``"final"`` epoch from ``metrics.jsonl``)."""
     rows = []
     for it in items:
         if isinstance(it, Evaluation):
@@ -269,7 +334,8 @@ def results_rows(items: Iterable[Evaluation | Run]) -> list[dict]:
             continue
         if not it.history:
             raise GLMCError(f"{it.path} has no finished epoch yet")
-        best = max(it.history, key=lambda r: r.get("val_top1", r["top1"]))
+        best = (it.history[-1] if epoch == "final" else
+                max(it.history, key=lambda r: r.get("val_top1", r["top1"])))
         cfg = it.config
         rows.append({"run": it.name, "method": cfg.method, "model": cfg.model, "dataset": cfg.dataset,
                      "imbalance_factor": cfg.imbalance_factor, "epoch": best["epoch"],

@@ -95,9 +95,14 @@ def plot_learning_curves(history: Sequence[dict], title: str | None = None) -> F
     if history:
         ax_loss.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=2, frameon=False)
     ax_loss.grid(alpha=0.3)
-    ax_alpha.plot(ep, [r.get("alpha", np.nan) for r in history], marker="o", ms=3, color="#CC79A7", label="α")
-    ax_alpha.set(xlabel="epoch", ylabel="α  (weight of fc; 1 − α goes to fc_cb)", ylim=(-0.03, 1.05),
-                 title="Cumulative α and learning rate")
+    # α and fc_cb mean something only for cumulative runs (GLMC and its ablations): a CE run gets the lr alone
+    cumulative = any(r.get("alpha", 1.0) < 1.0 or r.get("loss_cb", 0.0) for r in history)
+    if cumulative:
+        ax_alpha.plot(ep, [r.get("alpha", np.nan) for r in history], marker="o", ms=3, color="#CC79A7", label="α")
+        ax_alpha.set(xlabel="epoch", ylabel="α  (weight of fc; 1 − α goes to fc_cb)", ylim=(-0.03, 1.05),
+                     title="Cumulative α and learning rate")
+    else:
+        ax_alpha.set(xlabel="epoch", yticks=[], title="Learning rate (no α: not a cumulative method)")
     ax_alpha.grid(alpha=0.3)
     ax_lr = ax_alpha.twinx()
     ax_lr.plot(ep, [r.get("lr", np.nan) for r in history], marker="s", ms=3, ls="--", color="#56B4E9", label="lr")
@@ -105,7 +110,8 @@ def plot_learning_curves(history: Sequence[dict], title: str | None = None) -> F
     ax_lr.set_ylim(bottom=0)
     handles = ax_alpha.get_legend_handles_labels()[0] + ax_lr.get_legend_handles_labels()[0]
     if history:
-        ax_alpha.legend(handles, ["α", "learning rate"], fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16),
+        names = ["α", "learning rate"] if cumulative else ["learning rate"]
+        ax_alpha.legend(handles, names, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16),
                         ncols=2, frameon=False)
     plot_group_curves(history, ax=ax_acc, legend_below=True)
     last = max((r["epoch"] for r in history), default=1)
@@ -129,13 +135,14 @@ def plot_umap(embedding: np.ndarray, labels: np.ndarray, class_names: Sequence[s
     """
     fig, ax = figure_axes(ax, (6.4, 5))
     labels = np.asarray(labels)
+    point_size = float(np.clip(30000 / max(len(labels), 1), 8, 40))  # visible whether 300 or 5000 points
     if color_by == "class":
         colors = class_colors(len(class_names))
         for c, name in enumerate(class_names):
             m = labels == c
             if m.any():
                 text = f"{name} ({int(counts[c])})" if counts is not None else name
-                ax.scatter(embedding[m, 0], embedding[m, 1], s=6, alpha=0.7, color=colors[c], label=text,
+                ax.scatter(embedding[m, 0], embedding[m, 1], s=point_size, alpha=0.8, color=colors[c], label=text,
                            linewidths=0)
         legend_title = "class (training images)" if counts is not None else "class"
     elif color_by == "group":
@@ -145,7 +152,7 @@ def plot_umap(embedding: np.ndarray, labels: np.ndarray, class_names: Sequence[s
         for g in GROUPS:
             m = point_groups == g
             if m.any():
-                ax.scatter(embedding[m, 0], embedding[m, 1], s=6, alpha=0.7, color=GROUP_COLORS[g],
+                ax.scatter(embedding[m, 0], embedding[m, 1], s=point_size, alpha=0.8, color=GROUP_COLORS[g],
                            label=f"{g} ({len(np.unique(labels[m]))} classes)", linewidths=0)
         legend_title = "group"
     else:
@@ -300,8 +307,7 @@ def plot_comparison(evals: Sequence, umaps: Sequence | None = None) -> Figure:
             plot_umap(emb, ev.targets[idx], ev.classes, ev.groups, "group", ax=axes[1, j],
                       title=f"{name}\nfeatures by group")
         plot_confusion(ev.confusion, ev.classes, ev.counts, ax=axes[-1, j], title=f"{name}\nconfusion (rows sum to 1)",
-                       colorbar=False)
-    fig.colorbar(axes[-1, 0].images[0], ax=list(axes[-1]), shrink=0.8, label="fraction of the true class")
+                       colorbar=j == len(evals) - 1)  # one inset colour bar, beside the last matrix
     return fig
 
 

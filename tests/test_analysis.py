@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -139,3 +140,44 @@ def test_summary_json_is_read(tmp_path):
     (tmp_path / "summary.json").write_text(json.dumps({"best": {"epoch": 30}}))
     run = A.load_run(tmp_path)
     assert run.finished and run.summary["best"]["epoch"] == 30 and run.name == tmp_path.name
+
+
+def test_knn_accuracy_separates_clustered_from_random_features():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 50)
+    centres = np.eye(8)[:4] * 10
+    clustered = centres[labels] + rng.normal(size=(200, 8))
+    assert A.knn_accuracy(clustered, labels, k=5) > 0.95
+    noise = rng.normal(size=(200, 8))
+    assert A.knn_accuracy(noise, labels, k=5) < 0.5
+    # chunking does not change the answer, and a point never votes for itself
+    assert A.knn_accuracy(clustered, labels, k=5, chunk=7) == A.knn_accuracy(clustered, labels, k=5)
+    pairs = np.array([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0], [0.1, 1.0]])
+    assert A.knn_accuracy(pairs, np.array([0, 0, 1, 1]), k=1) == 1.0
+    assert A.knn_accuracy(pairs, np.array([0, 1, 0, 1]), k=1) == 0.0
+    with pytest.raises(GLMCError):
+        A.knn_accuracy(np.ones((1, 2)), np.array([0]))
+
+
+def test_weight_norm_ratio_is_largest_class_over_smallest():
+    assert A.weight_norm_ratio(np.array([2.0, 1.0, 4.0]), np.array([50, 5, 10])) == pytest.approx(2.0 / 1.0)
+
+
+def test_rank_correlation_diagonal_rows_and_group_flow():
+    assert A.rank_correlation([1, 2, 3, 4], [10, 20, 30, 45]) == pytest.approx(1.0)
+    assert A.rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert A.rank_correlation([1, 2, 3], [5, 5, 5]) == 0.0
+    cm = np.array([[5, 1, 0], [4, 2, 0], [0, 1, 3]])
+    assert A.diagonal_rows(cm) == 2
+    ev = SimpleNamespace(groups=np.array(["many", "medium", "few"]), targets=np.array([2, 2, 2, 2, 0]),
+                         preds=np.array([0, 0, 2, 1, 0]))
+    assert A.group_flow(ev, "few", "many") == pytest.approx(0.5)
+    assert A.group_flow(ev, "few", "medium") == pytest.approx(0.25)
+
+
+def test_results_rows_of_runs_take_the_best_or_the_final_epoch(tmp_path):
+    from glmc_core.config import get_preset
+
+    run = A.Run(tmp_path, get_preset("digits-lt"), [{"epoch": 1, "top1": 50.0}, {"epoch": 2, "top1": 40.0}])
+    assert A.results_rows([run])[0]["epoch"] == 1
+    assert A.results_rows([run], epoch="final")[0]["top1"] == 40.0

@@ -1,81 +1,52 @@
-"""Every exercise check cell of the notebooks accepts the answer given in notebooks/solutions/.
+"""The checked exercises of notebooks 04–07: each solution in notebooks/solutions/ passes its check cell.
 
-An exercise is a code cell tagged ``exercise`` that leaves its answer variable at ``None`` (the
-TODO), followed by a cell tagged ``exercise-check`` that calls ``check_answer``. Check cells import
-what they need, so they run here on their own: left unanswered they say so (and do not fail); with
-the assignment from the notebook's solutions file (a fenced ``python`` block assigning that name)
-they say "correct".
+A solution's checked exercise is the first ```python block after the words "(checked exercise)" in
+``notebooks/solutions/0N_solutions.md``; it is run here in a small stand-in of the notebook's namespace
+and its answer is given to :func:`glmc_core.notebook.exercises.check`, as the notebook's check cell does.
 """
 
 from __future__ import annotations
 
-import ast
-import contextlib
-import io
-import json
 import re
 import textwrap
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from conftest import REPO
 
-NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9]*.ipynb"))
+from glmc_core.notebook import exercises
 
 
-def _tagged(path, tag):
-    cells = json.loads(path.read_text())["cells"]
-    return [(i, "".join(c["source"])) for i, c in enumerate(cells) if tag in c.get("metadata", {}).get("tags", [])]
+def _solution_code(notebook: str) -> str:
+    text = (REPO / "notebooks" / "solutions" / f"{notebook}_solutions.md").read_text()
+    start = text.index("(checked exercise)")
+    return textwrap.dedent(re.search(r"```python\n(.*?)```", text[start:], re.S).group(1))
 
 
-def _exercises():
-    out = []
-    for path in NOTEBOOKS:
-        asks = _tagged(path, "exercise")
-        for j, check in _tagged(path, "exercise-check"):
-            before = [src for i, src in asks if i < j]
-            assert before, f"{path.name}: check cell {j} has no exercise cell before it"
-            out.append(pytest.param(path, before[-1], check, id=f"{path.stem[:2]}-cell{j}"))
-    return out
+def _glmc_eval():
+    return SimpleNamespace(norms={"fc": np.array([3.0, 2.0, 1.0]), "fc_cb": np.array([1.0, 1.5, 2.0])},
+                           counts=np.array([50, 500, 5]), run=SimpleNamespace(method="glmc"))
 
 
-def _todo_names(source: str) -> list[str]:
-    """Names the exercise cell leaves at None."""
-    return [t.id for node in ast.parse(source).body if isinstance(node, ast.Assign)
-            and isinstance(node.value, ast.Constant) and node.value.value is None for t in node.targets
-            if isinstance(t, ast.Name)]
+CONTEXTS = {
+    "04.1": lambda: ({"np": np}, {}),
+    "05.1": lambda: ({"done": [{"epoch": 1}, {"epoch": 2}]}, {"done": 2}),
+    "06.1": lambda: ({"glmc": (g := _glmc_eval()), "evals": [g]}, {"evals": [g]}),
+    "07.1": lambda: ({"np": np}, {}),
+}
 
 
-def _solution(path, names: list[str]) -> str:
-    text = (REPO / "notebooks" / "solutions" / f"{path.stem[:2]}_solutions.md").read_text()
-    blocks = [textwrap.dedent(b) for b in re.findall(r"^[ \t]*```python\n(.*?)^[ \t]*```", text, flags=re.S | re.M)]
-    found = [b for b in blocks if set(names) <= {t.id for n in ast.parse(b).body if isinstance(n, ast.Assign)
-                                                 for t in n.targets if isinstance(t, ast.Name)}]
-    assert found, f"{path.stem[:2]}_solutions.md has no python block assigning {names}"
-    return found[0]
+@pytest.mark.parametrize("key", sorted(exercises.EXERCISES))
+def test_the_solution_passes_the_check(key, capsys):
+    namespace, context = CONTEXTS[key]()
+    exec(_solution_code(key.split(".")[0].zfill(2)), namespace)
+    answer = namespace[f"answer_{key.split('.')[1]}"]
+    assert exercises.check(key, answer, **context) is True
+    assert "correct" in capsys.readouterr().out
 
 
-def _run(*sources: str) -> str:
-    buf, ns = io.StringIO(), {}
-    with contextlib.redirect_stdout(buf):
-        for src in sources:
-            exec(compile(src, "<cell>", "exec"), ns)
-    return buf.getvalue()
-
-
-def test_notebooks_01_to_03_have_an_exercise_with_a_check():
-    for path in NOTEBOOKS:
-        if path.name[:2] in ("01", "02", "03"):
-            assert _tagged(path, "exercise") and _tagged(path, "exercise-check"), path.name
-
-
-@pytest.mark.parametrize("path, ask, check", _exercises())
-def test_the_solution_passes_the_check_and_no_answer_is_not_a_failure(path, ask, check):
-    names = _todo_names(ask)
-    assert names, f"{path.name}: the exercise cell leaves no answer at None"
-    assert "TODO" in ask
-    unanswered = _run(ask, check)
-    assert "not answered yet" in unanswered and "correct" not in unanswered
-    answered = _run(ask, _solution(path, names), check)
-    assert ": correct" in answered, answered
-    wrong = _run(ask, "\n".join(f"{n} = -1" for n in names), check)
-    assert "not yet" in wrong, wrong
+def test_unanswered_and_wrong_answers():
+    assert exercises.check("04.1", None) is None
+    assert exercises.check("04.1", 141) is False
+    assert exercises.check("07.1", [1.0, 1.0, 1.0]) is False

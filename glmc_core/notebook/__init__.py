@@ -1,6 +1,7 @@
 """What only the notebooks need, on top of the package (import the floors below as you like).
 
-* :mod:`~glmc_core.notebook.setup`: quick or full, which data, which device, in one place;
+* :mod:`~glmc_core.notebook.setup`: quick or full, which data, which device, in one place, and the
+  finished reference runs (:func:`~glmc_core.notebook.setup.reference_runs`);
 * :mod:`~glmc_core.notebook.experiments`: the small computations the notebooks show, and
   :func:`~glmc_core.train.train_or_reuse` for runs shared between notebooks;
 * :mod:`~glmc_core.notebook.figures`: their figures (the palette and axes of :mod:`glmc_core.plots`);
@@ -13,8 +14,19 @@
 from . import experiments, figures
 from .claims import ClaimFailed, check_answer, claim
 from .live import LivePlot
-from .setup import NotebookSetup, env_data_root, notebook_config, notebook_setup, quick_mode
+from .setup import (
+    NotebookSetup,
+    ReferenceRuns,
+    env_data_root,
+    notebook_config,
+    notebook_setup,
+    quick_mode,
+    reference_run,
+    reference_runs,
+    runs_in_use,
+)
 from .source import show_source, source_text
 
 __all__ = ["experiments", "figures", "ClaimFailed", "check_answer", "claim", "LivePlot", "NotebookSetup",
-           "env_data_root", "notebook_config", "notebook_setup", "quick_mode", "show_source", "source_text"]
+           "env_data_root", "notebook_config", "notebook_setup", "quick_mode", "ReferenceRuns", "reference_runs",
+           "reference_run", "runs_in_use", "show_source", "source_text"]

@@ -145,10 +145,13 @@ class LivePlot:
         if not self._progress:
             return
         if self._bar is None:
+            import sys
+
             from tqdm.auto import tqdm
 
             total = self.epochs or (self.history[-1].get("epochs") if self.history else None)
-            self._bar = tqdm(total=total, initial=len(self.history) - 1, desc="epochs", unit="epoch")
+            self._bar = tqdm(total=total, initial=len(self.history) - 1, desc="epochs", unit="epoch",
+                             file=sys.stdout)  # a student's progress, not an error: stdout (stderr shows red)
         self._bar.update(1)
         self._bar.refresh()  # show the epoch now, not at the next redraw
 

@@ -6,19 +6,26 @@
   saying what it is (quick: a small ResNet-8 on a small subset, on the CPU; full: the preset,
   on the best device);
 * :func:`notebook_setup` also loads the data once for the training notebooks (05–07), and
-  falls back to scikit-learn's digits, saying so, when no CIFAR-10 copy is found.
+  falls back to scikit-learn's digits, saying so, when no CIFAR-10 copy is found;
+* :func:`reference_runs` / :func:`reference_run` find the finished CPU reference runs shipped in
+  ``reference_runs/`` (real CIFAR-10-LT, trained for tens of epochs) and the data they were trained on,
+  so that notebooks show results of models trained long enough instead of their quick live runs.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..config import Config, get_preset
 from ..data import LongTailData, prepare_data
 from ..errors import GLMCError
 
-__all__ = ["env_flag", "quick_mode", "env_data_root", "notebook_config", "NotebookSetup", "notebook_setup"]
+__all__ = ["env_flag", "quick_mode", "env_data_root", "notebook_config", "NotebookSetup", "notebook_setup",
+           "REFERENCE_SET", "reference_runs_dir", "ReferenceRuns", "reference_runs", "reference_run", "RunsInUse",
+           "runs_in_use"]
 
 # Quick CIFAR-10-LT for a 2-core CPU: a small ResNet on a few hundred images (n_max 300 at IF 100: 740 images).
 _QUICK_CIFAR = dict(model="resnet8", n_max=300, test_per_class=100, batch_size=64, lr=0.05, weight_decay=5e-4)
@@ -101,13 +108,21 @@ class NotebookSetup:
 
 
 def notebook_setup(quick: bool = True, data_root: str | None = None, runs: str = "runs", epochs: int | None = None,
-                   seed: int = 0, progress: bool = True) -> NotebookSetup:
+                   seed: int = 0, progress: bool = True, offline: bool = False) -> NotebookSetup:
     """Data and settings for the training notebooks: :func:`notebook_config` (ResNet-8, 300 images in the
     largest class, IF 100: 300 … 3, 100 test images per class in quick mode), with the data loaded once,
-    and the offline digits, said on screen, when no CIFAR-10 copy is found in quick mode."""
+    and the offline digits, said on screen, when no CIFAR-10 copy is found in quick mode. ``offline`` chooses the
+    digits in quick mode whatever data is at hand (a notebook whose live runs must be long enough to mean something)."""
     common = dict(out=runs, seed=seed, progress=progress)
-    cfg, _ = notebook_config(quick, epochs, data_root, quick_epochs=6, **common)
     quick = quick_mode(quick)
+    if offline and quick:  # chosen, not a fallback: the digits train long enough on a CPU to show the method
+        cfg, _ = notebook_config(quick, epochs, quick_epochs=8, offline=True, **common)
+        data = prepare_data(cfg, progress=progress)
+        msg = (f"Live runs on the offline digits preset (scikit-learn's 8x8 handwritten digits, long-tailed, "
+               f"imbalance factor {cfg.imbalance_factor:g}): {len(data.train)} training images, {len(data.test)} test "
+               f"images, model {cfg.model}, {cfg.epochs} epochs on {cfg.device}.")
+        return NotebookSetup(cfg, data, msg, "quick-digits")
+    cfg, _ = notebook_config(quick, epochs, data_root, quick_epochs=6, **common)
     try:
         data = prepare_data(cfg, progress=progress)
         if cfg.dataset != "digits":
@@ -126,3 +141,162 @@ def notebook_setup(quick: bool = True, data_root: str | None = None, runs: str =
            f"8x8 handwritten digits, long-tailed (imbalance factor {cfg.imbalance_factor:g}), {len(data.train)} "
            f"training images. Set DATA_ROOT (or $GLMC_DATA_ROOT) to a CIFAR-10 folder or zip for the real thing.")
     return NotebookSetup(cfg, data, msg, "quick-digits")
+
+
+# ------------------------------------------------------------------------------ reference runs
+REFERENCE_SET = "cifar10-lt-if100-resnet8"  # the shipped set: benchmarks/reference_runs.sh
+
+
+def reference_runs_dir(root: str | os.PathLike | None = None) -> Path:
+    """The folder of the shipped reference runs: ``root``, else ``$GLMC_REFERENCE_RUNS``, else
+    ``<repository>/reference_runs/cifar10-lt-if100-resnet8`` (found from this file, so it works from
+    ``notebooks/``, the repository root or a clean clone alike)."""
+    if root is None:
+        repo = Path(__file__).resolve().parents[2]
+        root = os.environ.get("GLMC_REFERENCE_RUNS") or repo / "reference_runs" / REFERENCE_SET
+    return Path(root)
+
+
+@dataclass
+class ReferenceRuns:
+    """The finished reference runs usable with the data at hand, that data, and a sentence saying which."""
+
+    runs: dict = field(default_factory=dict)  # name -> analysis.Run, finished runs only
+    data: LongTailData | None = None  # the runs' own data (the whole CIFAR-10-LT training set, full test set)
+    message: str = ""
+    unfinished: list[str] = field(default_factory=list)  # run folders present but not finished (no summary.json)
+
+    def __bool__(self) -> bool:
+        return bool(self.runs)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.runs
+
+    def __getitem__(self, name: str):
+        return self.runs[name]
+
+    def has(self, *names: str) -> bool:
+        """True when every named run is finished and usable."""
+        return all(n in self.runs for n in names)
+
+    def describe(self, name: str) -> str:
+        """What the run ``name`` is, read from its config and metrics: data, model, recipe, epochs, hours."""
+        from ..metrics import format_number
+
+        run = self.runs[name]
+        c, h = run.config, run.history
+        hours = sum(r.get("seconds", 0.0) for r in h) / 3600
+        n_train = len(self.data.train) if self.data is not None else "?"
+        n_test = len(self.data.test) if self.data is not None else "?"
+        final = h[-1] if h else {}
+        dataset = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}.get(c.dataset, c.dataset)
+        return (f"{name}: method {c.method}, model {c.model}, {dataset}-LT imbalance factor "
+                f"{c.imbalance_factor:g} ({n_train} training images, {n_test} test images), {len(h)} of {c.epochs} "
+                f"epochs, batch {c.batch_size}, lr {c.lr:g}, weight decay {c.weight_decay:g}, seed {c.seed}, "
+                f"on {c.device} in {hours:.1f} h; final top-1 {format_number(final.get('top1'), '.1f')} %")
+
+
+def _run_data_root(data_root: str | None) -> str | None:
+    root = data_root or env_data_root()
+    return root if root and Path(root).exists() else None
+
+
+def reference_runs(data_root: str | None = None, root: str | os.PathLike | None = None,
+                   names: tuple[str, ...] | None = None, load_data: bool = True) -> ReferenceRuns:
+    """The finished reference runs (``summary.json`` present) and the data they were trained on.
+
+    They are used only with the real CIFAR-10 (``data_root``, else ``$GLMC_DATA_ROOT``): their features
+    and accuracies need its test images. Without it, or when no run is finished yet, the result is empty
+    (falsy) and its ``message`` says why, so the notebook keeps its live quick runs and says so.
+    Each run's config must match the data rebuilt from it (dataset, classes, training counts).
+    """
+    from ..analysis import load_run
+
+    folder = reference_runs_dir(root)
+    if not folder.is_dir():
+        return ReferenceRuns(message=f"no reference runs in {folder}: the notebook uses its live quick runs instead.")
+    finished, unfinished = {}, []
+    for d in sorted(p for p in folder.iterdir() if (p / "config.json").is_file()):
+        if names is not None and d.name not in names:
+            continue
+        if not (d / "summary.json").is_file():
+            unfinished.append(d.name)
+            continue
+        try:
+            finished[d.name] = load_run(d)
+        except (GLMCError, ValueError, json.JSONDecodeError):
+            unfinished.append(d.name)
+    if not finished:
+        waiting = ", ".join(unfinished) or "none"
+        return ReferenceRuns(message=f"no finished reference run in {folder} (unfinished: {waiting})"
+                                     ": the notebook uses its live quick runs instead.", unfinished=unfinished)
+    data_root = _run_data_root(data_root)
+    if data_root is None:
+        return ReferenceRuns(message="the reference runs were trained on the real CIFAR-10, and no CIFAR-10 copy was "
+                                     "found (set GLMC_DATA_ROOT): the notebook uses its live quick runs on the offline "
+                                     "digits instead.", unfinished=unfinished)
+    first = next(iter(finished.values()))
+    data = None
+    if load_data:
+        try:
+            data = prepare_data(first.config.replace(data_root=data_root), progress=False)
+        except GLMCError as exc:
+            return ReferenceRuns(message=f"the reference runs' data could not be loaded from {data_root} ({exc}): "
+                                         "the notebook uses its live quick runs instead.", unfinished=unfinished)
+    usable = {}
+    for name, run in finished.items():
+        c = run.config
+        same = (c.dataset == first.config.dataset and c.imbalance_factor == first.config.imbalance_factor
+                and c.n_max == first.config.n_max and c.subset_seed == first.config.subset_seed
+                and c.test_per_class == first.config.test_per_class
+                and (c.many_threshold, c.few_threshold) == (first.config.many_threshold, first.config.few_threshold))
+        (usable.__setitem__(name, run) if same else unfinished.append(name))
+    msg = (f"Reference runs from {folder}: {', '.join(usable)} (finished)"
+           + (f"; not used yet: {', '.join(unfinished)}" if unfinished else "") + ".")
+    return ReferenceRuns(usable, data, msg, unfinished)
+
+
+def reference_run(name: str, data_root: str | None = None, root: str | os.PathLike | None = None):
+    """One finished reference run (an :class:`~glmc_core.analysis.Run`), or None when it is missing or unfinished."""
+    refs = reference_runs(data_root, root, names=(name,), load_data=False)
+    return refs.runs.get(name)
+
+
+@dataclass
+class RunsInUse:
+    """The runs a notebook shows: the reference runs when they are finished, else its live quick runs."""
+
+    data: LongTailData
+    runs: dict  # name -> analysis.Run
+    source: str  # "reference" or "live"
+    which: str  # the checkpoint evaluated: "last" (the final epoch) for reference runs, "best" for live ones
+    message: str
+    reference: ReferenceRuns | None = None
+
+    @property
+    def is_reference(self) -> bool:
+        return self.source == "reference"
+
+
+def runs_in_use(methods: tuple[str, ...] = ("glmc", "ce"), quick: bool = True, data_root: str | None = None,
+                runs: str = "runs", epochs: int | None = None, use_reference: bool = True,
+                progress: bool = False) -> RunsInUse:
+    """The finished reference runs ``methods`` (named by their method) with their data when all exist and
+    the real CIFAR-10 is at hand (``use_reference``); otherwise the notebook's live runs of the same methods
+    (trained, resumed or reused with :func:`~glmc_core.train.train_or_reuse`; in quick mode on the offline digits,
+    as notebook 05 trains them), saying why."""
+    from ..analysis import load_run
+    from ..train import train_or_reuse
+
+    refs = reference_runs(data_root) if use_reference else ReferenceRuns(message="USE_REFERENCE is False.")
+    if refs.has(*methods):
+        lines = [refs.message, *(refs.describe(m) for m in methods)]
+        return RunsInUse(refs.data, {m: refs[m] for m in methods}, "reference", "last", "\n".join(lines), refs)
+    missing = [m for m in methods if m not in refs.runs]
+    # quick live runs on the digits: the CIFAR-10 quick recipe is too short for GLMC's fc_cb to be trained
+    setup = notebook_setup(quick=quick, data_root=data_root, runs=runs, epochs=epochs, progress=progress,
+                           offline=quick_mode(quick))
+    out = {m: load_run(train_or_reuse(setup.config(m), data=setup.data, log=print)) for m in methods}
+    why = refs.message if not refs else f"the reference runs {', '.join(missing)} are not finished yet."
+    msg = f"LIVE quick runs (no reference runs used: {why})\n{setup.message}"
+    return RunsInUse(setup.data, out, "live", "best", msg, refs)
