@@ -55,7 +55,7 @@ def summarize(targets, preds, num_classes: int, groups: np.ndarray) -> dict:
     }
 
 
-@torch.no_grad()
+@torch.inference_mode()  # no autograd records at all: about 20 % faster than no_grad on the CPU (bench_cpu.py)
 def predict(model, split, cfg, data, device, features: bool = False,
             batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None):
     """Targets, predictions (and optionally penultimate features) of ``model`` on ``split``, as numpy arrays.
