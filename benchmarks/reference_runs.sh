@@ -4,8 +4,10 @@
 # otherwise, 60 epochs, seed 0, groups split 3 / 4 / 3 by class size (many > 1500, few < 200 images).
 # Two lanes run side by side, one thread each (on 2 cores this trains more images per second than
 # one run on two threads: benchmarks/bench_cpu.py):
-#   lane 1: glmc, glmc-no-cumulative, glmc-linear (α linear)
+#   lane 1: glmc, glmc-k1 (label k = 1.0), glmc-no-cumulative, glmc-linear (α linear)
 #   lane 2: ce, cumulative-only, glmc-cosine (α cosine)
+# GLMC_REF_RUNS="glmc-k1 cumulative-only" runs only the runs named, one after the other, in one
+# lane (so that the other core can do something else).
 # Started again, it resumes every unfinished run from its checkpoint and skips finished ones, so a
 # run can be spread over several work sessions. Never start it twice at the same time.
 #
@@ -40,6 +42,18 @@ lane() {  # runs given as NAME:METHOD[:KEY=VALUE], one after the other
     done
 }
 
-lane glmc:glmc glmc-no-cumulative:glmc-no-cumulative glmc-linear:glmc:alpha_schedule=linear &
-lane ce:ce cumulative-only:cumulative-only glmc-cosine:glmc:alpha_schedule=cosine &
+LANE1="glmc:glmc glmc-k1:glmc:label_k=1.0 glmc-no-cumulative:glmc-no-cumulative glmc-linear:glmc:alpha_schedule=linear"
+LANE2="ce:ce cumulative-only:cumulative-only glmc-cosine:glmc:alpha_schedule=cosine"
+if [ -n "${GLMC_REF_RUNS:-}" ]; then
+    picked=()
+    for want in $GLMC_REF_RUNS; do
+        found=
+        for spec in $LANE1 $LANE2; do [ "${spec%%:*}" = "$want" ] && { picked+=("$spec"); found=1; }; done
+        [ -n "$found" ] || { echo "unknown run '$want' (known: $(for s in $LANE1 $LANE2; do printf '%s ' "${s%%:*}"; done))"; exit 2; }
+    done
+    lane "${picked[@]}"
+    exit $?
+fi
+lane $LANE1 &
+lane $LANE2 &
 wait

@@ -35,3 +35,70 @@ def test_a_predicate_and_a_hint(capsys):
     assert check_answer("e", 0.45, test=lambda a: 0.4 < a < 0.5) is True
     assert check_answer("e", 0.9, test=lambda a: 0.4 < a < 0.5, hint="solve 1 - (T/200)^2 = 0.5") is False
     assert "Hint: solve" in capsys.readouterr().out
+
+
+def test_a_claim_about_reference_runs_shown_beside_other_runs_marks_itself(capsys):
+    claim("GLMC beats CE on few", False, "1 vs 2", strict=False)  # does not raise
+    assert "✗ not shown by these runs: GLMC beats CE on few (1 vs 2)" in capsys.readouterr().out
+    with pytest.raises(ClaimFailed):
+        claim("GLMC beats CE on few", False, strict=True)
+
+
+def test_a_measurement_is_reported_without_a_tick(capsys):
+    from glmc_core.notebook import measured
+
+    measured("live runs, top-1: GLMC 40.0 %, CE 30.0 %")
+    out = capsys.readouterr().out
+    assert out.startswith("• live runs") and "✓" not in out
+
+
+# ----------------------------------------------------------------------------- claims that can fail
+def _claim_calls(source: str):
+    import ast
+
+    code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "claim":
+            yield node
+
+
+def _cannot_fail(call) -> str | None:
+    """Why a claim() call cannot fail, or None: its condition is a constant, or its sentence is built with
+    direction() (the sentence follows the numbers, so it is always 'true')."""
+    import ast
+
+    if len(call.args) >= 2 and isinstance(call.args[1], ast.Constant):
+        return f"its condition is the constant {call.args[1].value!r}"
+    text = call.args[0] if call.args else None
+    for n in ast.walk(text) if text is not None else ():
+        if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "direction":
+            return "its sentence is built from the numbers with direction()"
+        if isinstance(n, ast.IfExp):
+            return "its sentence picks its words from the numbers (x if ... else y)"
+    return None
+
+
+def test_the_checker_finds_claims_that_cannot_fail():
+    bad = ('claim(f"GLMC is {direction(a, b)} CE", a != b)\nclaim("x", True, "d")\n'
+           'claim("norms " + ("grow" if g else "do not grow"), g == g)')
+    good = 'claim("GLMC is above CE on few", g > c, f"{g} vs {c}")'
+    assert [_cannot_fail(c) for c in _claim_calls(bad)] == [
+        "its sentence is built from the numbers with direction()", "its condition is the constant True",
+        "its sentence picks its words from the numbers (x if ... else y)"]
+    assert [_cannot_fail(c) for c in _claim_calls(good)] == [None]
+
+
+def test_no_notebook_claim_is_true_by_construction():
+    """Every sentence a notebook ticks must be one that could have come out false."""
+    import json
+    from pathlib import Path
+
+    found = []
+    for path in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9]*.ipynb")):
+        for i, cell in enumerate(json.loads(path.read_text())["cells"]):
+            if cell["cell_type"] == "code":
+                for call in _claim_calls("".join(cell["source"])):
+                    why = _cannot_fail(call)
+                    if why:
+                        found.append(f"{path.name} cell {i}: {why}")
+    assert not found, "claims that cannot fail:\n" + "\n".join(found)

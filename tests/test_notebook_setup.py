@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from glmc_core.errors import GLMCError
@@ -60,3 +63,18 @@ def test_notebook_setup_uses_cifar_when_present(cifar10_zip, tmp_path):
     nb = setup.notebook_setup(quick=True, data_root=str(cifar10_zip), runs=str(tmp_path), progress=False)
     assert nb.cfg.dataset == "cifar10" and nb.tag == "quick-cifar10" and nb.cfg.model == "resnet8"
     assert list(nb.data.counts)[0] == 300 and len(nb.data.test) == 1000 and "CIFAR-10-LT" in nb.message
+
+
+def test_importing_the_notebook_package_from_notebooks_caches_in_the_repository(tmp_path):
+    """A notebook that loads data through any function (not only notebook_config) must not leave decoded
+    images in notebooks/data, where `git add notebooks` would pick them up."""
+    import subprocess
+    import sys
+
+    nb_dir = tmp_path / "repo" / "notebooks"
+    nb_dir.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if k != "GLMC_CACHE_DIR"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")]))
+    out = subprocess.run([sys.executable, "-c", "import os, glmc_core.notebook; print(os.environ['GLMC_CACHE_DIR'])"],
+                         cwd=nb_dir, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(out) == tmp_path / "repo" / "data" / "cache"

@@ -12,7 +12,7 @@
 """
 
 from . import experiments, figures
-from .claims import ClaimFailed, check_answer, claim
+from .claims import ClaimFailed, check_answer, claim, measured
 from .live import LivePlot
 from .setup import (
     NotebookSetup,
@@ -24,9 +24,12 @@ from .setup import (
     reference_run,
     reference_runs,
     runs_in_use,
+    use_repository_cache,
 )
 from .source import show_source, source_text
 
-__all__ = ["experiments", "figures", "ClaimFailed", "check_answer", "claim", "LivePlot", "NotebookSetup",
+use_repository_cache()  # every notebook imports this package: its decoded images go to the repository's data/cache
+
+__all__ = ["experiments", "figures", "ClaimFailed", "check_answer", "claim", "measured", "LivePlot", "NotebookSetup",
            "env_data_root", "notebook_config", "notebook_setup", "quick_mode", "ReferenceRuns", "reference_runs",
            "reference_run", "runs_in_use", "show_source", "source_text"]

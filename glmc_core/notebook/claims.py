@@ -16,23 +16,37 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-__all__ = ["ClaimFailed", "claim", "check_answer"]
+__all__ = ["ClaimFailed", "claim", "check_answer", "measured"]
 
 
 class ClaimFailed(AssertionError):
     """A sentence of the notebook no longer matches what the notebook computed."""
 
 
-def claim(text: str, holds: bool, detail: str = "") -> None:
+def claim(text: str, holds: bool, detail: str = "", strict: bool = True) -> None:
     """Print ``✓ text`` when ``holds``; raise :class:`ClaimFailed` naming the sentence otherwise.
 
-    ``detail`` is the evidence (numbers) printed with the claim either way. Returns None, so a claim
-    that ends a cell adds no ``True`` to the cell's output.
+    ``text`` is a fixed sentence, written before the numbers are known (never built from them: a sentence
+    that follows the numbers cannot fail, and ``tests/test_notebook_claims.py`` refuses such claims).
+    ``detail`` is the evidence (numbers) printed with the claim either way. ``strict=False`` is for a
+    sentence about the project's reference runs shown beside live runs that may differ (another data set,
+    fewer epochs): when it does not hold it prints ``✗ not shown by these runs: text`` instead of raising,
+    so a student sees which of the notebook's sentences their own runs do not bear out. Returns None, so a
+    claim that ends a cell adds no ``True`` to the cell's output.
     """
     suffix = f" ({detail})" if detail else ""
     if not bool(holds):
+        if not strict:
+            print(f"✗ not shown by these runs: {text}{suffix}")
+            return
         raise ClaimFailed(f"the notebook says: {text!r}, but its own output no longer shows it{suffix}")
     print(f"✓ {text}{suffix}")
+
+
+def measured(text: str, detail: str = "") -> None:
+    """Print ``• text``: a measurement the notebook reports without claiming anything about it (for
+    example how two short live runs came out, which moves with the seed). Never fails."""
+    print(f"• {text}" + (f" ({detail})" if detail else ""))
 
 
 def check_answer(name: str, answer: Any, expected: Any = None, *, test: Callable[[Any], bool] | None = None,

@@ -53,6 +53,15 @@ def env_data_root(default: str | None = None) -> str | None:
     return os.environ.get("GLMC_DATA_ROOT") or default
 
 
+def use_repository_cache() -> None:
+    """Run from a ``notebooks/`` folder with ``$GLMC_CACHE_DIR`` unset, point that variable at ``../data/cache``,
+    so that decoded images land in the repository's git-ignored cache and never in ``notebooks/data``
+    (where ``git add notebooks`` would pick them up). Called when ``glmc_core.notebook`` is imported, so every
+    notebook's data, whichever function loads it, goes there."""
+    if not os.environ.get("GLMC_CACHE_DIR") and os.path.basename(os.getcwd()) == "notebooks":
+        os.environ["GLMC_CACHE_DIR"] = os.path.join(os.path.dirname(os.getcwd()), "data", "cache")
+
+
 def notebook_config(quick: bool = True, epochs: int | None = None, data_root: str | None = None,
                     quick_epochs: int | None = None, offline: bool = False, **overrides) -> tuple[Config, str]:
     """The configuration a teaching notebook trains with, and one line saying what it is.
@@ -63,15 +72,13 @@ def notebook_config(quick: bool = True, epochs: int | None = None, data_root: st
     * quick: a small ResNet-8 on a small subset for a few epochs, on the CPU (minutes on a laptop);
     * full: the preset itself (for CIFAR-10-LT the paper's recipe, a GPU job) unless ``epochs`` is given.
 
-    Run from a ``notebooks/`` folder with ``$GLMC_CACHE_DIR`` unset, it points that variable at
-    ``../data/cache`` so decoded images land in the repository's git-ignored cache.
+    Run from a ``notebooks/`` folder it calls :func:`use_repository_cache` (as importing
+    ``glmc_core.notebook`` does).
     ``epochs`` applies in both modes; ``quick_epochs`` only in quick mode (default 8 on digits, 3 on CIFAR).
     ``offline`` selects the digits whatever the data root says (the fallback when CIFAR-10 is missing).
     """
     quick = quick_mode(quick)
-    if not os.environ.get("GLMC_CACHE_DIR") and os.path.basename(os.getcwd()) == "notebooks":
-        # Run from notebooks/: cache decoded images in the repository's git-ignored data/cache, not notebooks/data.
-        os.environ["GLMC_CACHE_DIR"] = os.path.join(os.path.dirname(os.getcwd()), "data", "cache")
+    use_repository_cache()
     root = None if offline else (data_root or env_data_root())
     settings: dict = {"progress": False, "device": "cpu" if quick else "auto"}
     if root:
@@ -116,12 +123,12 @@ def notebook_setup(quick: bool = True, data_root: str | None = None, runs: str =
     common = dict(out=runs, seed=seed, progress=progress)
     quick = quick_mode(quick)
     if offline and quick:  # chosen, not a fallback: the digits train long enough on a CPU to show the method
-        cfg, _ = notebook_config(quick, epochs, quick_epochs=8, offline=True, **common)
-        data = prepare_data(cfg, progress=progress)
-        msg = (f"Live runs on the offline digits preset (scikit-learn's 8x8 handwritten digits, long-tailed, "
-               f"imbalance factor {cfg.imbalance_factor:g}): {len(data.train)} training images, {len(data.test)} test "
-               f"images, model {cfg.model}, {cfg.epochs} epochs on {cfg.device}.")
-        return NotebookSetup(cfg, data, msg, "quick-digits")
+        return _digits_setup(
+            epochs, common, progress,
+            lambda cfg, data: (f"Live runs on the offline digits preset (scikit-learn's 8x8 handwritten digits, "
+                               f"long-tailed, imbalance factor {cfg.imbalance_factor:g}): {len(data.train)} training "
+                               f"images, {len(data.test)} test images, model {cfg.model}, {cfg.epochs} epochs on "
+                               f"{cfg.device}."))
     cfg, _ = notebook_config(quick, epochs, data_root, quick_epochs=6, **common)
     try:
         data = prepare_data(cfg, progress=progress)
@@ -135,12 +142,19 @@ def notebook_setup(quick: bool = True, data_root: str | None = None, runs: str =
         if not quick:
             raise
         reason = str(exc).split(";")[0]
-    cfg, _ = notebook_config(quick, epochs, quick_epochs=8, offline=True, **common)
+    return _digits_setup(
+        epochs, common, progress,
+        lambda cfg, data: (f"NOTE: no CIFAR-10 copy was found ({reason}). Using the offline stand-in instead: "
+                           f"scikit-learn's 8x8 handwritten digits, long-tailed (imbalance factor "
+                           f"{cfg.imbalance_factor:g}), {len(data.train)} training images. Set DATA_ROOT (or "
+                           f"$GLMC_DATA_ROOT) to a CIFAR-10 folder or zip for the real thing."))
+
+
+def _digits_setup(epochs, common: dict, progress: bool, message) -> NotebookSetup:
+    """The quick live runs on the offline digits; ``message(cfg, data)`` says why they are used."""
+    cfg, _ = notebook_config(True, epochs, quick_epochs=8, offline=True, **common)
     data = prepare_data(cfg, progress=progress)
-    msg = (f"NOTE: no CIFAR-10 copy was found ({reason}). Using the offline stand-in instead: scikit-learn's "
-           f"8x8 handwritten digits, long-tailed (imbalance factor {cfg.imbalance_factor:g}), {len(data.train)} "
-           f"training images. Set DATA_ROOT (or $GLMC_DATA_ROOT) to a CIFAR-10 folder or zip for the real thing.")
-    return NotebookSetup(cfg, data, msg, "quick-digits")
+    return NotebookSetup(cfg, data, message(cfg, data), "quick-digits")
 
 
 # ------------------------------------------------------------------------------ reference runs
