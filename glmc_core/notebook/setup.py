@@ -123,12 +123,7 @@ def notebook_setup(quick: bool = True, data_root: str | None = None, runs: str =
     common = dict(out=runs, seed=seed, progress=progress)
     quick = quick_mode(quick)
     if offline and quick:  # chosen, not a fallback: the digits train long enough on a CPU to show the method
-        return _digits_setup(
-            epochs, common, progress,
-            lambda cfg, data: (f"Live runs on the offline digits preset (scikit-learn's 8x8 handwritten digits, "
-                               f"long-tailed, imbalance factor {cfg.imbalance_factor:g}): {len(data.train)} training "
-                               f"images, {len(data.test)} test images, model {cfg.model}, {cfg.epochs} epochs on "
-                               f"{cfg.device}."))
+        return _digits_setup(epochs, common, progress, missing=None)
     cfg, _ = notebook_config(quick, epochs, data_root, quick_epochs=6, **common)
     try:
         data = prepare_data(cfg, progress=progress)
@@ -142,19 +137,21 @@ def notebook_setup(quick: bool = True, data_root: str | None = None, runs: str =
         if not quick:
             raise
         reason = str(exc).split(";")[0]
-    return _digits_setup(
-        epochs, common, progress,
-        lambda cfg, data: (f"NOTE: no CIFAR-10 copy was found ({reason}). Using the offline stand-in instead: "
-                           f"scikit-learn's 8x8 handwritten digits, long-tailed (imbalance factor "
-                           f"{cfg.imbalance_factor:g}), {len(data.train)} training images. Set DATA_ROOT (or "
-                           f"$GLMC_DATA_ROOT) to a CIFAR-10 folder or zip for the real thing."))
+    return _digits_setup(epochs, common, progress, missing=reason)
 
 
-def _digits_setup(epochs, common: dict, progress: bool, message) -> NotebookSetup:
-    """The quick live runs on the offline digits; ``message(cfg, data)`` says why they are used."""
+def _digits_setup(epochs, common: dict, progress: bool, missing: str | None) -> NotebookSetup:
+    """The quick live runs on the offline digits: chosen (``missing`` None), or because no CIFAR-10 copy was
+    found (``missing`` says why); the message says which."""
     cfg, _ = notebook_config(True, epochs, quick_epochs=8, offline=True, **common)
     data = prepare_data(cfg, progress=progress)
-    return NotebookSetup(cfg, data, message(cfg, data), "quick-digits")
+    what = (f"scikit-learn's 8x8 handwritten digits, long-tailed (imbalance factor {cfg.imbalance_factor:g}): "
+            f"{len(data.train)} training images, {len(data.test)} test images, model {cfg.model}, {cfg.epochs} epochs "
+            f"on {cfg.device}")
+    msg = (f"Live runs on the offline digits preset ({what})." if missing is None else
+           f"NOTE: no CIFAR-10 copy was found ({missing}). Using the offline stand-in instead ({what}). Set DATA_ROOT "
+           f"(or $GLMC_DATA_ROOT) to a CIFAR-10 folder or zip for the real thing.")
+    return NotebookSetup(cfg, data, msg, "quick-digits")
 
 
 # ------------------------------------------------------------------------------ reference runs
