@@ -51,3 +51,20 @@ def test_replace_returns_a_copy():
     cfg = get_preset("digits-lt")
     other = cfg.replace(method="ce", gamma=0.0)
     assert (cfg.method, cfg.gamma) == ("glmc", 1.0) and (other.method, other.gamma) == ("ce", 0.0)
+
+
+def test_the_quick_cifar_preset_is_the_recipe_the_search_found():
+    """cifar10-lt-quick must stay the configuration benchmarks/quick_recipe_search.py measured over three seeds."""
+    import dataclasses
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import quick_recipe_search as search
+    finally:
+        sys.path.pop(0)
+    searched = dataclasses.asdict(search.recipe_config("r1000-e30-k1-lr05", "glmc", 0, None, 200, "runs"))
+    preset = dataclasses.asdict(get_preset("cifar10-lt-quick", seed=0, device="cpu", progress=False, out="runs",
+                                           run_name=searched["run_name"]))
+    assert {k: (v, preset[k]) for k, v in searched.items() if k != "preset" and preset[k] != v} == {}
