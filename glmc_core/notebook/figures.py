@@ -380,11 +380,11 @@ def plot_logit_adjustment_sweep(sweep: Mapping[str, Sequence[float]], title: str
 def plot_norms_before_after(before: Sequence[float], after: Sequence[float], delta: float, head: str = "fc",
                             ax=None) -> Figure:
     """Per-class weight norms of a classifier before and after MaxNorm fine-tuning, with the radius δ."""
-    fig, ax = figure_axes(ax, (6, 3.2))
+    fig, ax = figure_axes(ax, (7.6, 3.2))
     x = np.arange(len(before))
     ax.bar(x - 0.2, np.asarray(before), 0.4, label="after training")
     ax.bar(x + 0.2, np.asarray(after), 0.4, label="after MaxNorm fine-tuning")
     ax.axhline(delta, color="black", ls=":", label=f"δ = {delta:.2f}")
     ax.set(xlabel="class (head → tail)", ylabel="‖w_c‖", title=f"per-class weight norms of {head}")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over one
     return fig
