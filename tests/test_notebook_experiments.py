@@ -74,11 +74,3 @@ def test_lambda_draws_are_seeded_in_range_and_smaller_beta_is_more_often_nearly_
     assert all((draws[b] == again[b]).all() for b in draws)
     pure = {b: ((v < 0.1) | (v > 0.9)).mean() for b, v in draws.items()}
     assert pure[0.5] > pure[2.0]
-
-
-def test_direction_words_follow_the_numbers():
-    from glmc_core.notebook.experiments import direction
-
-    assert direction(2.0, 1.0) == "higher than" and direction(1.0, 2.0) == "lower than"
-    assert direction(1.0, 1.2, tol=0.5) == "about the same as"
-    assert direction(3, 1, words=("more", "fewer", "as many")) == "more"

@@ -26,8 +26,8 @@ from ..mixing import sample_lambda
 from ..train import build_state, fit, train_one_epoch, train_or_reuse
 
 __all__ = ["train_or_reuse", "logit_adjustment_sweep", "mix_pair", "lambda_draws", "partner_class_counts",
-           "loss_sweeps", "projection_spread", "consistency_experiment", "compare_schedules", "alpha_curves",
-           "direction"]
+           "loss_sweeps", "projection_spread", "consistency_experiment", "compare_schedules", "alpha_curves"]
+
 
 def _as_float_image(img) -> torch.Tensor:
     """uint8 ``(H, W, 3)`` (or float in [0, 1]) to a float ``(1, 3, H, W)`` tensor in [0, 1]."""
@@ -183,17 +183,6 @@ def compare_schedules(cfg: Config, data, schedules: Sequence[str] = ("paper", "l
     quiet = log if log is not None else (lambda msg: None)
     return {s: fit(cfg.replace(alpha_schedule=s, method="glmc"), data=data, save=False, log=quiet).history
             for s in schedules}
-
-
-def direction(a: float, b: float, tol: float = 0.0, words: tuple[str, str, str] = ("higher than", "lower than",
-              "about the same as")) -> str:
-    """How ``a`` compares with ``b``: the first word when ``a > b + tol``, the second when ``a < b − tol``,
-    the third otherwise. A notebook writes its sentence with it, so the text follows the numbers."""
-    if a > b + tol:
-        return words[0]
-    if a < b - tol:
-        return words[1]
-    return words[2]
 
 
 def alpha_curves(total_epochs: int, schedules: Sequence[str] = ("paper", "linear", "cosine", "constant"),
