@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import REPO
+
 from glmc_core import analysis
 from glmc_core.notebook import setup
 
