@@ -262,8 +262,10 @@ def _cmd_train(args) -> int:
             state = fit(resume=args.resume, device=args.device, overrides=_resume_overrides(args), fast=fast)
         else:
             state = fit(_train_config(args), loader="dataloader" if args.reference else args.loader, fast=fast)
-    finally:
-        cleanup()  # leave the torchrun process group, if any
+    except BaseException:
+        cleanup(wait_for_peers=False)  # leave the torchrun process group, if any, without waiting on peers
+        raise
+    cleanup()  # every process finished: meet, then leave the process group
     if state.history and state.dist.is_main:
         last = state.history[-1]
         print(f"run folder: {state.run_dir}")

@@ -121,10 +121,19 @@ def setup(cfg, env: DistEnv):
     return cfg
 
 
-def cleanup() -> None:
-    """Leave the process group (if this process joined one)."""
+def cleanup(wait_for_peers: bool = True) -> None:
+    """Leave the process group (if this process joined one).
+
+    wait_for_peers: meet every process at a barrier first (after a run that ended normally). A gloo process
+    that tears its connections down while a peer still talks to it can abort at exit ("terminate called
+    without an active exception"). After an error, leave at once: a peer that has failed never reaches it.
+    """
     if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            if wait_for_peers:
+                dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def shard(indices: torch.Tensor, env: DistEnv) -> torch.Tensor:
