@@ -13,7 +13,7 @@
 # Started again, it resumes every unfinished run from its checkpoint and skips finished ones, so a
 # run can be spread over several work sessions. Never start it twice at the same time.
 # GLMC_REF_MODEL=resnet20 trains the same runs with another model, into
-# reference_runs/cifar10-lt-if100-resnet20 (the notebooks read the resnet8 set).
+# reference_runs/cifar10-lt-if100-resnet20 (the notebooks read the resnet8 set; 06 section 8 the resnet20 one).
 #
 #   bash benchmarks/reference_runs.sh [DATA_ROOT]     (default ../shared/data/cifar10-jpeg.zip)
 set -u

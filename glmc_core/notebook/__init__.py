@@ -23,6 +23,7 @@ from .setup import (
     quick_mode,
     reference_run,
     reference_runs,
+    reference_runs_dir,
     runs_in_use,
     use_repository_cache,
 )
@@ -32,4 +33,4 @@ use_repository_cache()  # every notebook imports this package: its decoded image
 
 __all__ = ["experiments", "figures", "ClaimFailed", "check_answer", "claim", "measured", "LivePlot", "NotebookSetup",
            "env_data_root", "notebook_config", "notebook_setup", "quick_mode", "ReferenceRuns", "reference_runs",
-           "reference_run", "runs_in_use", "show_source", "source_text"]
+           "reference_runs_dir", "reference_run", "runs_in_use", "show_source", "source_text"]
