@@ -34,7 +34,7 @@ __all__ = ["Run", "Evaluation", "load_run", "load_history", "run_data", "evaluat
            "trained_heads", "subsample",
            "knn_accuracy", "weight_norm_ratio", "rank_correlation", "diagonal_rows", "group_flow",
            "umap_embedding", "run_umap", "weight_norms", "results_rows",
-           "to_markdown", "to_csv"]
+           "to_markdown", "to_csv", "EVAL_COLUMNS"]
 
 
 @dataclass
@@ -166,13 +166,21 @@ class Evaluation:
         """Mean per-class accuracy in [0, 1] of many / medium / few."""
         return group_accuracy(self.per_class, self.groups)
 
+    @property
+    def knn(self) -> float:
+        """Leave-one-out 10-nearest-neighbour accuracy in [0, 1] of the test features (:func:`knn_accuracy`)."""
+        return knn_accuracy(self.features, self.targets, k=10)
+
     def row(self) -> dict:
-        """One line of a results table (percentages)."""
+        """One line of a results table (percentages), with how well the features and the confusion matrix
+        show the classes: ``knn`` (%) and ``diagonal`` (rows whose largest entry is the diagonal)."""
         g = self.group_acc
         cfg = self.run.config
         return {"run": self.run.name, "method": cfg.method, "model": cfg.model, "dataset": cfg.dataset,
                 "imbalance_factor": cfg.imbalance_factor, "epoch": self.epoch, "top1": 100 * self.top1,
-                **{k: None if g[k] is None else 100 * g[k] for k in GROUPS}}
+                **{k: None if g[k] is None else 100 * g[k] for k in GROUPS},
+                "knn": 100 * self.knn if len(self.targets) > 1 else None,
+                "diagonal": f"{diagonal_rows(self.confusion)}/{self.num_classes}"}
 
 
 def evaluate_run(run: Run | str | os.PathLike, data: LongTailData | None = None, which: str = "best",
@@ -323,6 +331,8 @@ def run_umap(ev: Evaluation, max_points: int | None = 2000, random_state: int = 
 
 # ------------------------------------------------------------------------------------ tables
 _COLUMNS = ("run", "method", "model", "dataset", "imbalance_factor", "epoch", "top1", "many", "medium", "few")
+# Columns of a table of evaluated checkpoints (glmc analyze): also the features' kNN accuracy and the diagonal rows.
+EVAL_COLUMNS = _COLUMNS + ("knn", "diagonal")
 
 
 def results_rows(items: Iterable[Evaluation | Run], epoch: str = "best") -> list[dict]:
@@ -347,7 +357,7 @@ def _cell(v, column: str) -> str:
     if v is None:
         return format_number(v)
     if isinstance(v, float):
-        return f"{v:.2f}" if column in ("top1", *GROUPS) else f"{v:g}"
+        return f"{v:.2f}" if column in ("top1", "knn", *GROUPS) else f"{v:g}"
     return str(v)
 
 

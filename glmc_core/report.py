@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .analysis import (
+    EVAL_COLUMNS,
     Evaluation,
     evaluate_run,
     load_run,
@@ -125,8 +126,8 @@ def write_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, 
     if len(evals) > 1:
         _save(plots.plot_per_class_comparison(evals), out / "compare-per-class.png", written, pending)
         _save(plots.plot_weight_norm_comparison(evals), out / "compare-weight-norms.png", written, pending)
-    pending[out / "results.md"] = (to_markdown(rows) + "\n").encode()
-    pending[out / "results.csv"] = to_csv(rows).encode()
+    pending[out / "results.md"] = (to_markdown(rows, EVAL_COLUMNS) + "\n").encode()
+    pending[out / "results.csv"] = to_csv(rows, EVAL_COLUMNS).encode()
     written += [out / "results.md", out / "results.csv"]
     _write_all(out, pending)
     return written

@@ -80,6 +80,9 @@ def test_evaluation_reproduces_the_logged_metrics_of_the_best_epoch(tiny_runs): 
     assert set(ev.norms) == {"fc", "fc_cb"} and ev.norms["fc"].shape == (c,)
     row = A.results_rows([ev])[0]
     assert row["run"] == "glmc" and row["top1"] == pytest.approx(logged["top1"])
+    # the row also says how well the features and the confusion matrix separate the classes
+    assert row["knn"] == pytest.approx(100 * A.knn_accuracy(ev.features, ev.targets, k=10))
+    assert row["diagonal"] == f"{A.diagonal_rows(ev.confusion)}/{c}"
     # a Run (not evaluated) reports its best logged epoch: the same numbers
     assert A.results_rows([run])[0]["top1"] == pytest.approx(row["top1"])
 

@@ -141,6 +141,8 @@ def test_glmc_analyze_writes_pngs_and_tables(tiny_runs, tmp_path, monkeypatch, c
         assert (out / name).read_bytes()[:8] == PNG_MAGIC
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert [r["run"] for r in rows] == ["glmc", "ce"] and [r["method"] for r in rows] == ["glmc", "ce"]
+    for r in rows:  # the evaluated checkpoints' feature kNN accuracy and dominant-diagonal rows
+        assert 0 <= float(r["knn"]) <= 100 and r["diagonal"].endswith("/10"), r
     assert "| glmc | glmc |" in (out / "results.md").read_text()
     assert "files written" in capsys.readouterr().out
     for f in tiny_runs[0].glob("umap-*.npy"):
