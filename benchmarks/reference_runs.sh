@@ -4,10 +4,12 @@
 # otherwise, 60 epochs, seed 0, groups split 3 / 4 / 3 by class size (many > 1500, few < 200 images).
 # Two lanes run side by side, one thread each (on 2 cores this trains more images per second than
 # one run on two threads: benchmarks/bench_cpu.py):
-#   lane 1: glmc, glmc-k1 (label k = 1.0), glmc-no-cumulative, glmc-linear (α linear), glmc-k1-lr05, glmc-lr05
-#   lane 2: ce, cumulative-only, glmc-cosine (α cosine), ce-lr05
+#   lane 1: glmc, glmc-k1 (label k = 1.0), glmc-no-cumulative, glmc-linear (α linear), glmc-k1-lr05, glmc-lr05,
+#           glmc-no-cumulative-lr05
+#   lane 2: ce, cumulative-only, glmc-cosine (α cosine), ce-lr05, cumulative-only-k1-lr05
 # The *-lr05 runs depart from the paper's recipe on purpose: lr 0.05 instead of 0.01, the setting
 # that benchmarks/quick_recipe_search.py found on a subset (there with k = 1.0); glmc-lr05 keeps k = 1.2.
+# glmc-no-cumulative-lr05 and cumulative-only-k1-lr05 are the ablation of glmc-k1-lr05 (each half alone, same settings).
 # GLMC_REF_RUNS="glmc-k1 cumulative-only" runs only the runs named, one after the other, in one
 # lane (so that the other core can do something else).
 # Started again, it resumes every unfinished run from its checkpoint and skips finished ones, so a
@@ -49,8 +51,8 @@ lane() {  # runs given as NAME:METHOD[:KEY=VALUE...], one after the other
     done
 }
 
-LANE1="glmc:glmc glmc-k1:glmc:label_k=1.0 glmc-no-cumulative:glmc-no-cumulative glmc-linear:glmc:alpha_schedule=linear glmc-k1-lr05:glmc:label_k=1.0:lr=0.05 glmc-lr05:glmc:lr=0.05"
-LANE2="ce:ce cumulative-only:cumulative-only glmc-cosine:glmc:alpha_schedule=cosine ce-lr05:ce:lr=0.05"
+LANE1="glmc:glmc glmc-k1:glmc:label_k=1.0 glmc-no-cumulative:glmc-no-cumulative glmc-linear:glmc:alpha_schedule=linear glmc-k1-lr05:glmc:label_k=1.0:lr=0.05 glmc-lr05:glmc:lr=0.05 glmc-no-cumulative-lr05:glmc-no-cumulative:label_k=1.0:lr=0.05"
+LANE2="ce:ce cumulative-only:cumulative-only glmc-cosine:glmc:alpha_schedule=cosine ce-lr05:ce:lr=0.05 cumulative-only-k1-lr05:cumulative-only:label_k=1.0:lr=0.05"
 if [ -n "${GLMC_REF_RUNS:-}" ]; then
     picked=()
     for want in $GLMC_REF_RUNS; do
