@@ -17,6 +17,12 @@
 # GLMC_REF_MODEL=resnet20 trains the same runs with another model, into
 # reference_runs/cifar10-lt-if100-resnet20 (the notebooks read the resnet8 set; 06 section 8 the resnet20 one).
 #
+# GLMC_REF_SET=paper200: the paper's CIFAR-10-LT IF100 recipe trained to its end, on the standard resnet32
+# (16/32/64, 0.46 M: the width of the paper's CE row) for 200 epochs, into
+# reference_runs/cifar10-lt-if100-resnet32-200ep: lane 1 glmc then glmc-no-cumulative, lane 2 ce then
+# cumulative-only (the ablation pair is queued behind the main pair). Every run is in the CPU's fast
+# precision (precision=auto: bf16 with channels_last where the CPU has native bf16; config.json records it).
+#
 #   bash benchmarks/reference_runs.sh [DATA_ROOT]     (default ../shared/data/cifar10-jpeg.zip)
 set -u
 cd "$(dirname "$0")/.."
@@ -24,6 +30,11 @@ ROOT=${1:-${GLMC_DATA_ROOT:-../shared/data/cifar10-jpeg.zip}}
 MODEL=${GLMC_REF_MODEL:-resnet8}
 OUT=reference_runs/cifar10-lt-if100-$MODEL
 EPOCHS=${GLMC_REF_EPOCHS:-60}
+if [ "${GLMC_REF_SET:-}" = paper200 ]; then
+    MODEL=resnet32 EPOCHS=200 OUT=reference_runs/cifar10-lt-if100-resnet32-200ep
+elif [ -n "${GLMC_REF_SET:-}" ]; then
+    echo "unknown GLMC_REF_SET '$GLMC_REF_SET' (known: paper200)"; exit 2
+fi
 mkdir -p "$OUT"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
@@ -53,6 +64,10 @@ lane() {  # runs given as NAME:METHOD[:KEY=VALUE...], one after the other
 
 LANE1="glmc:glmc glmc-k1:glmc:label_k=1.0 glmc-no-cumulative:glmc-no-cumulative glmc-linear:glmc:alpha_schedule=linear glmc-k1-lr05:glmc:label_k=1.0:lr=0.05 glmc-lr05:glmc:lr=0.05 glmc-no-cumulative-lr05:glmc-no-cumulative:label_k=1.0:lr=0.05"
 LANE2="ce:ce cumulative-only:cumulative-only glmc-cosine:glmc:alpha_schedule=cosine ce-lr05:ce:lr=0.05 cumulative-only-k1-lr05:cumulative-only:label_k=1.0:lr=0.05"
+if [ "${GLMC_REF_SET:-}" = paper200 ]; then
+    LANE1="glmc:glmc glmc-no-cumulative:glmc-no-cumulative"
+    LANE2="ce:ce cumulative-only:cumulative-only"
+fi
 if [ -n "${GLMC_REF_RUNS:-}" ]; then
     picked=()
     for want in $GLMC_REF_RUNS; do

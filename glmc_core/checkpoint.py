@@ -138,8 +138,10 @@ def saved_config(saved: Any, path: str | os.PathLike = "checkpoint", data_root: 
         saved = saved.get("config")
     if not isinstance(saved, dict):
         raise GLMCError(f"{path} holds no configuration (or a damaged one); give a checkpoint that 'glmc train' wrote")
+    saved = {k: v for k, v in saved.items() if k != "data_root"}
+    saved.setdefault("precision", "fp32")  # written before the field existed: every such run trained in fp32
     try:
-        cfg = Config.from_dict({k: v for k, v in saved.items() if k != "data_root"})
+        cfg = Config.from_dict(saved)
     except GLMCError as exc:
         raise GLMCError(f"{path} holds a configuration glmc cannot use: {exc}") from None
     return cfg.replace(data_root=None if data_root is None else str(data_root))

@@ -97,6 +97,10 @@ class Config:
     num_workers: int = 0  # DataLoader workers (file-based datasets only)
     deterministic: bool = False  # bit-for-bit repeatable CPU runs (torch.use_deterministic_algorithms)
     fast: bool = True  # on a GPU, use the fast path when available
+    # auto | bf16 | fp32 (glmc_core/precision.py): "auto" is resolved when the run is built and recorded in its
+    # config: bf16 autocast with channels_last where the device computes bf16 natively (a CPU with AVX-512 BF16
+    # or AMX, an Ampere or later GPU), else fp32. Runs saved before this field existed were fp32.
+    precision: str = "auto"
     # epochs between checkpoints; the last epoch is always saved. None: per path, every epoch on the reference
     # path and every train.FAST_CHECKPOINT_EVERY (25) epochs on the fast path, where a 60 MB write with fsync
     # (0.1-0.3 s) is a sizeable share of a ~1.5 s epoch; a stop or crash then loses at most those epochs
@@ -204,6 +208,8 @@ class Config:
             bad(f"label_k and resample_q must be in [0, 10], got {self.label_k} and {self.resample_q}")
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
             bad(f"checkpoint_every must be at least 1 (epochs), got {self.checkpoint_every}")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            bad(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
         if self.view_norm not in ("split", "grouped"):
             bad(f"view_norm must be 'split' or 'grouped', got {self.view_norm!r}")
         if self.eval_batch < 1:

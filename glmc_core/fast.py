@@ -247,8 +247,8 @@ class FastRunner:
         self.capture = cuda if capture is None else capture
         if self.capture and not cuda:
             raise ValueError("CUDA graph capture needs a CUDA device")
-        use_bf16 = (cuda and torch.cuda.is_bf16_supported()) if bf16 is None else bf16
-        cl = cuda if channels_last is None else channels_last
+        use_bf16 = cfg.precision == "bf16" if bf16 is None else bf16  # build_state resolved "auto"
+        cl = (cuda or use_bf16) if channels_last is None else channels_last
         stream: TensorStream = state.stream
         self.images, self.labels = stream.images, stream.labels  # uint8 (N, 3, H, W), (N,) on the device
         self.sample_probs = stream.resampler.sample_probs.to(dev)

@@ -11,6 +11,7 @@ import torch
 
 from .data.longtail import GROUPS
 from .data.streams import eval_batches
+from .precision import autocast, layout, resolve_precision
 
 __all__ = ["confusion_matrix", "per_class_accuracy", "group_accuracy", "summarize", "predict", "evaluate",
            "format_number", "MISSING"]
@@ -65,14 +66,16 @@ def predict(model, split, cfg, data, device, features: bool = False,
     Predictions go through the model's inference head; results come back to the host once.
     """
     model.eval()
+    dev = torch.device(device)
+    precision = resolve_precision(cfg.precision, dev)
+    head = model.fc_cb if model.inference_head == "fc_cb" else model.fc
     ys, ps, fs = [], [], []
     for x, y in (batches if batches is not None else eval_batches(split, cfg, device, data.mean, data.std)):
+        with autocast(precision, dev.type):  # the encoder in the run's precision, the head in fp32
+            r = model.encoder(layout(x, precision)).float()
+        logits = head(r)
         if features:
-            r = model.encoder(x)
-            logits = (model.fc_cb if model.inference_head == "fc_cb" else model.fc)(r)
-            fs.append(r.float())
-        else:
-            logits = model.predict(x)
+            fs.append(r)
         ys.append(y)
         ps.append(logits.argmax(1))
     t, p = torch.cat(ys).cpu().numpy(), torch.cat(ps).cpu().numpy()

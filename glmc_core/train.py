@@ -42,6 +42,7 @@ from .fast import FastRunner, fast_path_reason, maybe_fast_runner
 from .losses import alpha_schedule
 from .methods import METHOD_SPECS, StepContext, build_method_model, method_extras, step_loss
 from .metrics import evaluate, format_number, predict
+from .precision import describe_precision, precision_forward, resolve_precision
 
 __all__ = ["resolve_device", "lr_at", "TrainState", "build_state", "train_one_epoch", "evaluate", "predict", "fit",
            "NonFiniteLoss", "Callback", "set_deterministic", "RESUME_OVERRIDES", "train_or_reuse",
@@ -199,10 +200,14 @@ def build_state(cfg: Config, data: LongTailData | None = None, loader: str = "au
     """Data, model, optimiser and generators for ``cfg``, seeded."""
     cfg.validate()
     device = resolve_device(cfg.device)
+    if cfg.precision == "auto":  # resolved once and recorded in the run's config: a resumed run keeps it
+        cfg = cfg.replace(precision=resolve_precision(cfg.precision, device))
     set_deterministic(cfg.deterministic)  # also switches it off again for a later run in the same notebook
     data = data if data is not None else prepare_data(cfg, progress=cfg.progress)
     torch.manual_seed(cfg.seed)
     model = build_method_model(cfg, data.num_classes).to(device)
+    if cfg.precision == "bf16":
+        model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr_at(0, cfg), momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay)
     data_gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -289,8 +294,10 @@ def _step_context(state: TrainState, batch: dict, alpha: float, extras: dict) ->
     box = mixing.sample_box(state.np_rng, h, w, lam)
     partner = torch.from_numpy(state.np_rng.permutation(b)).to(state.device) \
         if METHOD_SPECS[cfg.method].partner else None
+    forward = precision_forward(cfg.precision, state.device.type)
     return StepContext(lam, box, alpha, cfg.gamma, state.class_weights, state.data.num_classes, cfg.cutmix_label,
-                       cfg.loss_reduction, partner, cfg.stop_gradient, **extras)
+                       cfg.loss_reduction, partner, cfg.stop_gradient, **({"forward": forward} if forward else {}),
+                       **extras)
 
 
 def _epoch_means(state: TrainState, sums: dict, steps: int, lam_sum: float, alpha: float, lr: float,
@@ -465,7 +472,7 @@ def _choose_runner(state: TrainState, fast: bool | None, log: Callable[[str], No
     else:
         where = "on the GPU" if state.device.type == "cuda" else "in memory"
         batches = "a DataLoader (PIL transforms)" if state.loader == "dataloader" else f"tensors {where}"
-        label = f"the reference step, batches from {batches}"
+        label = f"the reference step in {describe_precision(state.cfg.precision, state.device)}, batches from {batches}"
         wanted = fast is True or (fast is None and state.cfg.fast and state.device.type == "cuda")
         reason = fast_path_reason(state) if wanted else None
         if reason:  # asked for, refused: say why, never fall back silently
