@@ -25,9 +25,12 @@ from .errors import GLMCError, interrupts_deferred
 
 __all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "check_compatible", "load_model",
            "remove_stale_temporaries", "open_run", "require_training_state", "new_run_dir", "write_text_atomic",
-           "saved_config", "saved_data_hint", "load_weights"]
+           "saved_config", "saved_data_hint", "load_weights", "TRAINING_STATE", "is_slim_finished",
+           "finished_run_checkpoint", "slim_finished_run"]
 
 FORMAT = "glmc-checkpoint/1"
+# What only resuming needs: a finished run kept for its results may drop it (slim_finished_run)
+TRAINING_STATE = ("optimizer", "rng")
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -208,9 +211,23 @@ def load_model(checkpoint: dict[str, Any] | str | os.PathLike, data, device: str
     return model.to(device).eval()
 
 
+def is_slim_finished(state: Any) -> bool:
+    """True for the ``checkpoint.pt`` of a finished run kept without its training state (:func:`slim_finished_run`):
+    its final weights, config, classes, class counts, epoch and history, no optimiser, no random generators."""
+    if not isinstance(state, dict) or state.get("slim") is not True:
+        return False
+    cfg, epoch = state.get("config"), state.get("epoch")
+    epochs = cfg.get("epochs") if isinstance(cfg, dict) else None
+    return isinstance(epoch, int) and isinstance(epochs, int) and epoch >= epochs
+
+
 def require_training_state(state: dict[str, Any], path: str = "checkpoint") -> None:
-    """Refuse to resume from a weights-only file such as ``best.pt``."""
+    """Refuse to resume from a weights-only file such as ``best.pt`` or a finished run's slimmed checkpoint."""
     missing = [k for k in ("config", "model", "optimizer", "epoch", "history", "rng") if k not in state]
+    if missing and is_slim_finished(state):
+        raise GLMCError(f"{path} is a finished run ({state['epoch']} of {state['config']['epochs']} epochs) kept "
+                        f"without its training state (optimiser, random generators): there is nothing to resume; "
+                        f"start a new run to train longer")
     if missing:
         raise GLMCError(f"{path} holds no training state ({', '.join(missing)} missing; best.pt keeps only the "
                         f"weights): resume from the run folder or its checkpoint.pt")
@@ -250,8 +267,70 @@ def open_run(resume: str | os.PathLike, log: Callable[[str], None] = print) -> t
         log(f"{path} has no checkpoint yet (it stopped in its first epoch): starting it again from its config.json")
         return None, cfg, run_dir
     ck = load_checkpoint(path)
-    require_training_state(ck, str(path))
+    if is_slim_finished(ck):  # reused as it is (train_or_reuse); fit cannot continue it and says why
+        log(f"{run_dir} already finished its {ck['epoch']} epochs (kept without its training state)")
+    else:
+        require_training_state(ck, str(path))
     return ck, saved_config(ck, path), run_dir  # the data location is the user's (--data-root), not the file's
+
+
+def finished_run_checkpoint(resume: str | os.PathLike) -> tuple[dict, Path] | None:
+    """``(checkpoint, run folder)`` when ``resume`` names a finished run kept without its training state (so
+    ``glmc train --resume`` can say it is finished without loading any data), else None (anything else, including
+    what cannot be read: :func:`open_run` says what is wrong with it)."""
+    try:
+        path = Path(resume).expanduser()
+        ck_path = path / "checkpoint.pt" if path.is_dir() else path
+        if not ck_path.is_file():
+            return None
+        ck = load_checkpoint(ck_path)
+    except (GLMCError, RuntimeError, OSError):
+        return None
+    return (ck, ck_path.parent) if is_slim_finished(ck) else None
+
+
+def _run_size(run_dir: Path) -> int:
+    return sum(p.stat().st_size for p in run_dir.iterdir() if p.is_file())
+
+
+def slim_finished_run(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """Keep of a FINISHED run only what its results need: ``checkpoint.pt`` is rewritten (atomically) with the
+    final weights, config, classes, class counts, epoch, history and best epoch, without the optimiser state and
+    the random generators' states (:data:`TRAINING_STATE`, needed only to resume), and ``best.pt`` is deleted
+    (the reference runs are shown at their final epoch; ``metrics.jsonl`` keeps every epoch's numbers).
+
+    A run without ``summary.json`` is refused: an unfinished run keeps its whole checkpoint, so that it resumes
+    exactly. So is a checkpoint whose epoch is not the summary's final one. Running it again changes nothing.
+    Returns ``{"run", "before", "after", "removed"}`` (the folder's bytes before and after, the files deleted).
+    """
+    run_dir = Path(run_dir)
+    summary_path, ck_path = run_dir / "summary.json", run_dir / "checkpoint.pt"
+    if not summary_path.is_file():
+        raise GLMCError(f"{run_dir} has no summary.json: an unfinished run keeps its whole checkpoint (it must "
+                        f"resume exactly); finish it first")
+    try:
+        final = json.loads(summary_path.read_text(encoding="utf-8")).get("final", {})
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        raise GLMCError(f"{summary_path} is damaged (not a summary's JSON); leave the run as it is") from None
+    ck = load_checkpoint(ck_path)
+    cfg = ck.get("config") if isinstance(ck.get("config"), dict) else {}
+    epoch, epochs = ck.get("epoch"), cfg.get("epochs")
+    if not isinstance(epoch, int) or epoch != epochs or not isinstance(final, dict) or final.get("epoch") != epoch:
+        raise GLMCError(f"{ck_path} holds epoch {epoch} of {epochs} and summary.json's final epoch is "
+                        f"{final.get('epoch') if isinstance(final, dict) else None}: not a finished run's last "
+                        f"checkpoint; leave the run as it is")
+    before = _run_size(run_dir)
+    if not is_slim_finished(ck):
+        slim = {k: v for k, v in ck.items() if k not in (*TRAINING_STATE, "format")}
+        mode = ck_path.stat().st_mode & 0o777
+        save_checkpoint({**slim, "slim": True}, ck_path)
+        os.chmod(ck_path, mode)  # the temporary file it replaces is private (0600)
+    removed = remove_stale_temporaries(run_dir)
+    best = run_dir / "best.pt"
+    if best.is_file():
+        best.unlink()
+        removed.append(best)
+    return {"run": str(run_dir), "before": before, "after": _run_size(run_dir), "removed": [p.name for p in removed]}
 
 
 def new_run_dir(cfg: Config) -> Path:

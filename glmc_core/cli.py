@@ -257,9 +257,13 @@ def _cmd_train(args) -> int:
     from .train import fit
 
     fast = False if (args.no_fast or args.reference) else None
+    if args.resume:
+        overrides = _resume_overrides(args)
+        if _report_finished(args.resume):
+            return 0
     try:
         if args.resume:
-            state = fit(resume=args.resume, device=args.device, overrides=_resume_overrides(args), fast=fast)
+            state = fit(resume=args.resume, device=args.device, overrides=overrides, fast=fast)
         else:
             state = fit(_train_config(args), loader="dataloader" if args.reference else args.loader, fast=fast)
     except BaseException:
@@ -271,6 +275,28 @@ def _cmd_train(args) -> int:
         print(f"run folder: {state.run_dir}")
         print(_table({"final (epoch %d)" % last["epoch"]: last, "best (epoch %d)" % state.best["epoch"]: state.best}))
     return 0
+
+
+def _report_finished(resume: str) -> bool:
+    """A finished run kept without its training state (a shipped reference run): say it is finished, show its
+    final and best epochs from its history, and load no data. False for anything else (fit resumes it)."""
+    from .checkpoint import finished_run_checkpoint
+
+    found = finished_run_checkpoint(resume)
+    if found is None:
+        return False
+    ck, run_dir = found
+    print(f"{run_dir} already finished its {ck['epoch']} epochs; it is kept without its training state "
+          f"(optimiser, random generators), so there is nothing to resume", file=sys.stderr)
+    history = [r for r in ck.get("history") or [] if isinstance(r, dict) and "epoch" in r]
+    if history:
+        rows = {"final (epoch %d)" % history[-1]["epoch"]: history[-1]}
+        best = ck.get("best")
+        if isinstance(best, dict) and "epoch" in best:
+            rows["best (epoch %d)" % best["epoch"]] = best
+        print(f"run folder: {run_dir}")
+        print(_table(rows))
+    return True
 
 
 def _table(rows: dict[str, dict]) -> str:
