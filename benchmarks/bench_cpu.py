@@ -1,20 +1,26 @@
-"""CPU training speed: our reference step against a minimal hand-written PyTorch loop.
+"""CPU training speed: our GLMC step against a plain fp32 eager loop, side by side in one process.
 
-    python benchmarks/bench_cpu.py --data-root ../shared/data/cifar10-jpeg.zip --model resnet8
+    python benchmarks/bench_cpu.py --data-root ../shared/data/cifar10-jpeg.zip            # resnet8,20,32 × 1,2 threads
+    python benchmarks/bench_cpu.py --models resnet32 --threads 1 --variants --compile      # + what each option gives
 
-In one process, with the same model, batch size and thread count, it times
+For each model and thread count it times, with the same batch size (64), heads and loss terms:
 
-* **ours**: :func:`glmc_core.train.train_one_epoch` (the CPU reference step: index gathers
-  from the uint8 training set, batch crop/flip, both mixtures, the four targets, the GLMC
-  loss, backward, SGD), stopped after ``--steps`` steps;
-* **minimal**: a loop a reader would write by hand: two ready-made normalised float batches
-  through the same model, the same heads and loss terms (two soft cross-entropies per view and
-  the stop-gradient cosine), backward, SGD. No data pipeline, no mixing.
+* **ours**: :func:`glmc_core.train.train_one_epoch` as a run trains (``precision="auto"``: bf16 autocast
+  with channels_last where the CPU computes bf16 natively, else fp32), stopped after a few steps: index
+  gathers from the uint8 training set, batch crop/flip, both mixtures, the four targets, both forward
+  passes of 64 images, the GLMC loss, backward, SGD;
+* **plain fp32**: the loop a reader writes by hand: two ready-made float batches of 64 through the same
+  model in fp32 eager mode, the same two soft cross-entropies per mixture and the stop-gradient cosine,
+  backward, SGD. No data pipeline, no mixing: only the network's work.
 
-and, for evaluation, the inference pass over the test set. The ratio ours / minimal is the
-overhead of our pipeline; variants (``--channels-last``, ``--threads``) show what PyTorch's
-CPU options change. Results go to ``benchmarks/results/cpu-speed-<time>.json``.
-Measure on an idle machine: anything else running beside it changes the numbers several-fold.
+The two alternate in rounds (ours for a few steps, then the plain loop, again and again) and each
+reports the median over rounds, so a change of load during the run touches both alike. The ratio
+(images per second, ours over plain fp32) is the figure of merit: above 1, our whole step beats the
+network alone in fp32. ``--variants`` adds the plain loop in each precision and layout (fp32
+channels_last, bf16, bf16 channels_last, and fp32 with oneDNN's implicit bf16 convolutions) to show
+where the gain comes from; ``--compile`` adds ``torch.compile`` of the model in the run's precision,
+with its compile time. Evaluation of the test set is timed in fp32 and in the run's precision.
+Results go to ``benchmarks/results/cpu-speed-<time>.json``. Measure on an idle machine.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from datetime import datetime
@@ -37,121 +44,199 @@ import torch.nn.functional as F  # noqa: E402
 from glmc_core import get_preset  # noqa: E402
 from glmc_core.data import prepare_data  # noqa: E402
 from glmc_core.methods import build_method_model  # noqa: E402
+from glmc_core.precision import autocast, layout, native_bf16, resolve_precision  # noqa: E402
 from glmc_core.train import build_state, predict, train_one_epoch  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
+VARIANTS = ("fp32-cl", "bf16", "bf16-cl", "fp32-onednn-bf16")  # plain-loop variants beside plain fp32
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="cifar10-lt-if100")
     p.add_argument("--data-root", help="CIFAR-10 folder or .zip (default: $GLMC_DATA_ROOT or ./data)")
-    p.add_argument("--model", default="resnet8")
+    p.add_argument("--models", default="resnet8,resnet20,resnet32")
     p.add_argument("--method", default="glmc")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--steps", type=int, default=30, help="timed training steps per variant (after 3 warm-up)")
-    p.add_argument("--threads", default="2", help="comma-separated torch thread counts to try")
-    p.add_argument("--channels-last", action="store_true", help="also time both loops in channels_last")
-    p.add_argument("--n-max", type=int, default=None, help="largest class of the subset (default: the preset's)")
+    p.add_argument("--threads", default="1,2", help="comma-separated torch thread counts")
+    p.add_argument("--rounds", type=int, default=5, help="alternating rounds per loop (median reported)")
+    p.add_argument("--steps", type=int, default=6, help="timed steps per round")
+    p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"), help="ours: the run's precision")
+    p.add_argument("--variants", action="store_true", help="also time the plain loop in " + ", ".join(VARIANTS))
+    p.add_argument("--compile", action="store_true", help="also time torch.compile of the model (plain loop)")
+    p.add_argument("--no-eval", action="store_true", help="skip timing the evaluation")
     p.add_argument("--out", type=Path, default=RESULTS)
     return p.parse_args(argv)
 
 
-def time_ours(cfg, data, steps: int, channels_last: bool) -> float:
-    """Seconds per step of train_one_epoch (warm-up steps excluded)."""
-    state = build_state(cfg, data)
-    state.fast = None  # the CPU reference step
-    if channels_last:
-        state.model.to(memory_format=torch.channels_last)
-    calls = {"n": 0, "t0": None}
+class Ours:
+    """``train_one_epoch`` of a real run state, ``steps`` steps at a time."""
 
-    def stop() -> bool:  # called before every step
-        calls["n"] += 1
-        if calls["n"] == 4:
-            calls["t0"] = time.perf_counter()
-        return calls["n"] > steps + 3
+    def __init__(self, cfg, data):
+        self.state = build_state(cfg, data)
+        self.state.fast = None  # the CPU's step (the fast runner is for GPUs)
+        self.precision = self.state.cfg.precision
 
-    train_one_epoch(state, stop=stop)
-    return (time.perf_counter() - calls["t0"]) / steps
+    def run(self, steps: int) -> float:
+        calls = {"n": 0, "t0": 0.0}
+
+        def stop() -> bool:  # polled before every step: the clock starts at the first
+            calls["n"] += 1
+            if calls["n"] == 1:
+                calls["t0"] = time.perf_counter()
+            return calls["n"] > steps
+
+        train_one_epoch(self.state, stop=stop)
+        return (time.perf_counter() - calls["t0"]) / steps
 
 
-def time_minimal(cfg, num_classes: int, steps: int, channels_last: bool) -> float:
-    """Seconds per step of a hand-written loop with the same forward/backward work."""
-    torch.manual_seed(0)
-    model = build_method_model(cfg, num_classes)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    b = cfg.batch_size
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    x_g = torch.randn(b, 3, cfg.image_size, cfg.image_size).contiguous(memory_format=fmt)
-    x_l = torch.randn(b, 3, cfg.image_size, cfg.image_size).contiguous(memory_format=fmt)
-    p = F.softmax(torch.randn(b, num_classes), 1)
-    model.train()
-    t0 = None
-    for i in range(steps + 3):
-        if i == 3:
-            t0 = time.perf_counter()
-        out_g, out_l = model(x_g), model(x_l)
-        loss = 0.0
+class Plain:
+    """The hand-written loop: two float batches of 64 through the model, the GLMC loss terms, SGD."""
+
+    def __init__(self, cfg, num_classes: int, variant: str = "fp32", compiled: bool = False):
+        torch.manual_seed(0)
+        self.precision = "bf16" if variant.startswith("bf16") else "fp32"
+        self.cl = variant.endswith("-cl")
+        self.onednn_bf16 = variant == "fp32-onednn-bf16"
+        self.model = build_method_model(cfg, num_classes)
+        fmt = torch.channels_last if self.cl else torch.contiguous_format
+        self.model.to(memory_format=fmt)
+        self.net = torch.compile(self.model) if compiled else self.model
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                   weight_decay=cfg.weight_decay)
+        b, s = cfg.batch_size, cfg.image_size
+        self.x_g = torch.randn(b, 3, s, s).contiguous(memory_format=fmt)
+        self.x_l = torch.randn(b, 3, s, s).contiguous(memory_format=fmt)
+        self.p = F.softmax(torch.randn(b, num_classes), 1)
+        self.model.train()
+
+    def step(self) -> None:
+        with autocast(self.precision, "cpu"):
+            out_g, out_l = self.net(self.x_g), self.net(self.x_l)
+        p, loss = self.p, 0.0
         for o in (out_g, out_l):
-            loss = loss + 0.5 * (-(p * F.log_softmax(o["logits"], 1)).sum(1).mean())
-            loss = loss + 0.5 * (-(p * F.log_softmax(o["logits_cb"], 1)).sum(1).mean())
-        loss = loss - F.cosine_similarity(out_g["u"], out_l["h"].detach()).mean()
-        loss = loss - F.cosine_similarity(out_l["u"], out_g["h"].detach()).mean()
-        opt.zero_grad(set_to_none=True)
+            loss = loss + 0.5 * (-(p * F.log_softmax(o["logits"].float(), 1)).sum(1).mean())
+            loss = loss + 0.5 * (-(p * F.log_softmax(o["logits_cb"].float(), 1)).sum(1).mean())
+        loss = loss - F.cosine_similarity(out_g["u"].float(), out_l["h"].detach().float()).mean()
+        loss = loss - F.cosine_similarity(out_l["u"].float(), out_g["h"].detach().float()).mean()
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
-    return (time.perf_counter() - t0) / steps
+        self.opt.step()
+
+    def run(self, steps: int) -> float:
+        old = torch.backends.mkldnn.conv.fp32_precision
+        if self.onednn_bf16:  # fp32 tensors, oneDNN free to compute the convolutions in bf16
+            torch.backends.mkldnn.conv.fp32_precision = "bf16"
+        try:
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                self.step()
+            return (time.perf_counter() - t0) / steps
+        finally:
+            torch.backends.mkldnn.conv.fp32_precision = old
 
 
-def time_eval(cfg, data, inference: bool) -> float:
+def alternate(loops: dict, rounds: int, steps: int) -> dict[str, float]:
+    """Median seconds per step of each loop, timed in alternating rounds after one warm-up round each."""
+    for loop in loops.values():
+        loop.run(2)
+    times: dict[str, list[float]] = {name: [] for name in loops}
+    for _ in range(rounds):
+        for name, loop in loops.items():
+            times[name].append(loop.run(steps))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def time_eval(cfg, data, precision: str) -> float:
     model = build_method_model(cfg, data.num_classes)
+    if precision == "bf16":
+        model.to(memory_format=torch.channels_last)
     t0 = time.perf_counter()
-    if inference:
-        with torch.inference_mode():
-            predict(model, data.test, cfg, data, torch.device("cpu"))
-    else:
-        predict(model, data.test, cfg, data, torch.device("cpu"))
+    with torch.inference_mode():
+        predict(model, data.test, cfg.replace(precision=precision), data, torch.device("cpu"))
     return time.perf_counter() - t0
+
+
+def bench_model(model: str, args, data, threads: list[int]) -> dict:
+    cfg = get_preset(args.preset, data_root=args.data_root, model=model, method=args.method,
+                     batch_size=args.batch_size, device="cpu", progress=False, precision=args.precision)
+    steps_per_epoch = -(-len(data.train) // cfg.batch_size)
+    images = 2 * cfg.batch_size  # two mixed batches of 64 per step, in both loops
+    rows = []
+    for n in threads:
+        torch.set_num_threads(n)
+        loops = {"ours": Ours(cfg, data), "plain_fp32": Plain(cfg, data.num_classes)}
+        if args.variants:
+            loops.update({f"plain_{v}": Plain(cfg, data.num_classes, v) for v in VARIANTS})
+        compile_s = None
+        if args.compile:
+            run_prec = loops["ours"].precision
+            variant = "bf16-cl" if run_prec == "bf16" else "fp32"
+            c = Plain(cfg, data.num_classes, variant, compiled=True)
+            t0 = time.perf_counter()
+            c.run(1)  # the first call compiles (forward and backward)
+            compile_s = time.perf_counter() - t0
+            loops[f"plain_{variant}_compiled"] = c
+            if f"plain_{variant}" not in loops and variant != "fp32":
+                loops[f"plain_{variant}"] = Plain(cfg, data.num_classes, variant)
+        sec = alternate(loops, args.rounds, args.steps)
+        row = {"model": model, "threads": n, "ours_precision": loops["ours"].precision,
+               "s_per_step": sec, "images_per_s": {k: images / v for k, v in sec.items()},
+               "ratio_ours_over_plain_fp32": sec["plain_fp32"] / sec["ours"],
+               "ours_epoch_train_s": sec["ours"] * steps_per_epoch}
+        if compile_s is not None:
+            row["compile_s"] = compile_s
+        rows.append(row)
+        shown = "  ".join(f"{k} {v * 1e3:.0f}" for k, v in sec.items())
+        print(f"{model} threads {n}: ms/step {shown}; ours/plain fp32 {row['ratio_ours_over_plain_fp32']:.2f}x "
+              f"(images/s); ours one epoch ≈ {row['ours_epoch_train_s']:.0f} s"
+              + (f"; compile {compile_s:.0f} s" if compile_s is not None else ""), flush=True)
+    return {"rows": rows, "cfg": cfg}
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cfg = get_preset(args.preset, data_root=args.data_root, model=args.model, method=args.method,
-                     batch_size=args.batch_size, device="cpu", progress=False, n_max=args.n_max)
-    data = prepare_data(cfg, progress=False)
-    steps_per_epoch = -(-len(data.train) // cfg.batch_size)
-    rows = []
-    for threads in [int(t) for t in args.threads.split(",")]:
-        torch.set_num_threads(threads)
-        for cl in ([False, True] if args.channels_last else [False]):
-            ours = time_ours(cfg, data, args.steps, cl)
-            minimal = time_minimal(cfg, data.num_classes, args.steps, cl)
-            row = {"threads": threads, "channels_last": cl, "ours_s_per_step": ours, "minimal_s_per_step": minimal,
-                   "ratio_ours_over_minimal": ours / minimal,
-                   "ours_train_images_per_s": 2 * cfg.batch_size / ours,  # two mixed views per step
-                   "minimal_train_images_per_s": 2 * cfg.batch_size / minimal,
-                   "ours_epoch_train_s": ours * steps_per_epoch}
-            rows.append(row)
-            print(f"threads {threads} channels_last {cl}: ours {ours * 1e3:.1f} ms/step, minimal "
-                  f"{minimal * 1e3:.1f} ms/step, ratio {ours / minimal:.2f}; one epoch of {steps_per_epoch} steps "
-                  f"≈ {ours * steps_per_epoch:.0f} s", flush=True)
-    torch.set_num_threads(int(args.threads.split(",")[0]))
-    ev = {"no_grad_s": time_eval(cfg, data, False), "inference_mode_s": time_eval(cfg, data, True),
-          "test_images": len(data.test)}
-    print(f"evaluation of {len(data.test)} test images: no_grad {ev['no_grad_s']:.1f} s, "
-          f"inference_mode {ev['inference_mode_s']:.1f} s")
-    result = {"what": "CPU training step: ours (train_one_epoch, reference step) vs a minimal hand-written loop",
-              "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-              "torch": torch.__version__, "preset": args.preset, "model": args.model, "method": args.method,
-              "batch_size": cfg.batch_size, "train_images": len(data.train), "steps_timed": args.steps,
-              "rows": rows, "evaluation": ev, "command": "python benchmarks/bench_cpu.py " + " ".join(sys.argv[1:])}
+    threads = [int(t) for t in args.threads.split(",")]
+    models = args.models.split(",")
+    base = get_preset(args.preset, data_root=args.data_root, model=models[0], device="cpu", progress=False)
+    data = prepare_data(base, progress=False)
+    rows, evaluation = [], []
+    for model in models:
+        out = bench_model(model, args, data, threads)
+        rows += out["rows"]
+        if not args.no_eval:
+            torch.set_num_threads(threads[0])
+            cfg = out["cfg"]
+            run_prec = resolve_precision(args.precision, "cpu")
+            ev = {"model": model, "threads": threads[0], "test_images": len(data.test),
+                  "fp32_s": time_eval(cfg, data, "fp32"), f"{run_prec}_s": time_eval(cfg, data, run_prec)}
+            evaluation.append(ev)
+            print(f"{model} evaluation of {len(data.test)} test images, {threads[0]} thread(s): "
+                  + ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in ev.items() if k.endswith("_s")), flush=True)
+    result = {"what": "CPU training step: ours (train_one_epoch in the run's precision) vs a plain fp32 eager loop "
+                      "with the same two forward/backward passes of 64 images, model, heads and loss terms; "
+                      "median of alternating rounds",
+              "cpu": _cpu_name(), "cpu_count": os.cpu_count(), "native_bf16": native_bf16("cpu"),
+              "torch": torch.__version__, "preset": args.preset, "method": args.method, "batch_size": args.batch_size,
+              "train_images": len(data.train), "rounds": args.rounds, "steps_per_round": args.steps,
+              "rows": rows, "evaluation": evaluation,
+              "command": "python benchmarks/bench_cpu.py " + " ".join(sys.argv[1:] if argv is None else argv)}
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"cpu-speed-{args.model}-{datetime.now():%Y%m%d-%H%M%S}.json"
+    path = args.out / f"cpu-speed-{datetime.now():%Y%m%d-%H%M%S}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
     return 0
+
+
+def _cpu_name() -> str:
+    """The processor's model name (``/proc/cpuinfo`` on Linux), else what :mod:`platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":
