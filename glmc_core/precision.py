@@ -80,5 +80,5 @@ def describe_precision(precision: str, device: torch.device) -> str:
     if precision == "bf16":
         return "bf16 autocast, channels_last"
     if device.type == "cpu" and native_bf16("cpu"):
-        return "fp32 (this CPU has native bf16: --set precision=auto or bf16 is about twice as fast)"
+        return "fp32 (this CPU computes bf16 natively: a new run with precision auto or bf16 trains about twice as fast)"
     return "fp32"
