@@ -44,7 +44,7 @@ import torch.nn.functional as F  # noqa: E402
 from glmc_core import get_preset  # noqa: E402
 from glmc_core.data import prepare_data  # noqa: E402
 from glmc_core.methods import build_method_model  # noqa: E402
-from glmc_core.precision import autocast, layout, native_bf16, resolve_precision  # noqa: E402
+from glmc_core.precision import autocast, native_bf16, resolve_precision  # noqa: E402
 from glmc_core.train import build_state, predict, train_one_epoch  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

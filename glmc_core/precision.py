@@ -80,5 +80,6 @@ def describe_precision(precision: str, device: torch.device) -> str:
     if precision == "bf16":
         return "bf16 autocast, channels_last"
     if device.type == "cpu" and native_bf16("cpu"):
-        return "fp32 (this CPU computes bf16 natively: a new run with precision auto or bf16 trains about twice as fast)"
+        return ("fp32 (this CPU computes bf16 natively: a new run with precision auto or bf16 trains about twice "
+                "as fast)")
     return "fp32"

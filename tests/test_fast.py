@@ -152,7 +152,8 @@ def test_sgd_update_matches_torch_sgd():
 
 
 def _tiny(**kw):
-    base = dict(epochs=2, batch_size=16, n_max=24, test_per_class=5, progress=False, device="cpu")
+    # fp32: these tests compare the two paths' arithmetic to float32 tolerances (bf16 is tests/test_precision.py's)
+    base = dict(epochs=2, batch_size=16, n_max=24, test_per_class=5, progress=False, device="cpu", precision="fp32")
     base.update(kw)
     return get_preset("digits-lt", **base)
 
@@ -444,14 +445,19 @@ def test_a_failed_capture_falls_back_to_the_eager_step_and_says_so():
 
 def test_the_log_says_which_step_trains(tmp_path):
     lines = []
+    fit(_tiny(epochs=1, precision="bf16"), save=False, log=lines.append)
+    assert lines[0] == ("training on cpu: the reference step in bf16 autocast, channels_last, batches from tensors "
+                        "in memory")
+    lines.clear()
     fit(_tiny(epochs=1), save=False, log=lines.append)
-    assert lines[0] == "training on cpu: the reference step, batches from tensors in memory"
+    assert lines[0].startswith("training on cpu: the reference step in fp32")
+    assert lines[0].endswith(", batches from tensors in memory")
     lines.clear()
     fit(_tiny(epochs=1, fuse_views=True), save=False, log=lines.append, fast=True)
     assert lines[0] == "training on cpu: the fast path (eager, fp32, both mixtures in one forward pass)"
     lines.clear()
     fit(_tiny(epochs=1), save=False, log=lines.append, loader="dataloader")
-    assert lines[0] == "training on cpu: the reference step, batches from a DataLoader (PIL transforms)"
+    assert lines[0].endswith(", batches from a DataLoader (PIL transforms)")
 
 
 # ------------------------------------------------------------------ the fast path's switches, on the CPU
