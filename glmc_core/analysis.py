@@ -5,6 +5,12 @@ rebuilds its data and model, loads ``best.pt`` (or the last ``checkpoint.pt``) a
 test set's targets, predictions and penultimate features in an :class:`Evaluation`. The
 figures of :mod:`glmc_core.plots` and ``glmc analyze`` are drawn from these two objects.
 
+A finished run can also carry its final checkpoint's test-set outputs in ``test_outputs.npz``
+(:func:`write_test_outputs`: labels, the predicted classes of each trained head, optionally the
+features in float16; never an image). :func:`shipped_evaluation` (or ``evaluate_run(...,
+shipped=True)``) builds the same :class:`Evaluation` from that file and the checkpoint's weights,
+without the data set: the shipped reference runs are shown that way where CIFAR-10 is missing.
+
 The paper's Fig. 1/5 look at the same things: how the classifier's weight norms follow the
 class counts (a head-biased classifier has larger norms for frequent classes) and how the
 learned features of head and tail classes separate.
@@ -16,6 +22,7 @@ import csv
 import io
 import json
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -26,11 +33,13 @@ import torch
 from .checkpoint import load_checkpoint, load_model, saved_config
 from .config import Config
 from .data import GROUPS, LongTailData, prepare_data
+from .data.longtail import shot_groups
 from .errors import GLMCError
 from .methods import METHOD_SPECS
 from .metrics import confusion_matrix, format_number, group_accuracy, per_class_accuracy
 
 __all__ = ["Run", "Evaluation", "load_run", "load_history", "run_data", "evaluate_run",
+           "TEST_OUTPUTS", "write_test_outputs", "load_test_outputs", "shipped_evaluation",
            "trained_heads", "subsample",
            "knn_accuracy", "weight_norm_ratio", "rank_correlation", "diagonal_rows", "group_flow",
            "umap_embedding", "run_umap", "weight_norms", "results_rows",
@@ -140,9 +149,12 @@ class Evaluation:
     counts: np.ndarray  # (C,) training images per class
     groups: np.ndarray  # (C,) many / medium / few
     targets: np.ndarray  # (N,)
-    preds: np.ndarray  # (N,)
-    features: np.ndarray  # (N, D) encoder output r, the input of fc and fc_cb
+    preds: np.ndarray  # (N,) through the method's inference head
+    features: np.ndarray | None  # (N, D) encoder output r, the input of fc and fc_cb (None: not shipped)
     norms: dict[str, np.ndarray]  # "fc" / "fc_cb": (C,) L2 norm of each class's weight row
+    head_preds: dict[str, np.ndarray] = field(default_factory=dict)  # (N,) per trained head ("fc", "fc_cb")
+    shipped_knn: float | None = None  # the 10-NN accuracy written with the outputs (runs shipped without features)
+    source: str = "checkpoint"  # "checkpoint" (predicted here) or "shipped" (read from test_outputs.npz)
 
     @property
     def num_classes(self) -> int:
@@ -168,7 +180,12 @@ class Evaluation:
 
     @property
     def knn(self) -> float:
-        """Leave-one-out 10-nearest-neighbour accuracy in [0, 1] of the test features (:func:`knn_accuracy`)."""
+        """Leave-one-out 10-nearest-neighbour accuracy in [0, 1] of the test features (:func:`knn_accuracy`);
+        for a run shipped without its features, the value written with its outputs."""
+        if self.features is None:
+            if self.shipped_knn is None:
+                raise GLMCError(f"{self.run.name}: no test features here (and no kNN accuracy shipped with them)")
+            return self.shipped_knn
         return knn_accuracy(self.features, self.targets, k=10)
 
     def row(self) -> dict:
@@ -176,28 +193,151 @@ class Evaluation:
         show the classes: ``knn`` (%) and ``diagonal`` (rows whose largest entry is the diagonal)."""
         g = self.group_acc
         cfg = self.run.config
+        has_knn = len(self.targets) > 1 and (self.features is not None or self.shipped_knn is not None)
         return {"run": self.run.name, "method": cfg.method, "model": cfg.model, "dataset": cfg.dataset,
                 "imbalance_factor": cfg.imbalance_factor, "epoch": self.epoch, "top1": 100 * self.top1,
                 **{k: None if g[k] is None else 100 * g[k] for k in GROUPS},
-                "knn": 100 * self.knn if len(self.targets) > 1 else None,
+                "knn": 100 * self.knn if has_knn else None,
                 "diagonal": f"{diagonal_rows(self.confusion)}/{self.num_classes}"}
 
 
 def evaluate_run(run: Run | str | os.PathLike, data: LongTailData | None = None, which: str = "best",
-                 device: str | torch.device = "auto", data_root: str | None = None) -> Evaluation:
-    """Load the run's checkpoint and predict the test set, keeping the features."""
+                 device: str | torch.device = "auto", data_root: str | None = None,
+                 shipped: bool = False) -> Evaluation:
+    """Load the run's checkpoint and predict the test set, keeping the features.
+
+    ``shipped``: use the outputs written with the run (``test_outputs.npz``, see :func:`shipped_evaluation`)
+    when they hold this checkpoint, without loading any data; else predict as usual.
+    """
+    run = run if isinstance(run, Run) else load_run(run)
+    if shipped:
+        ev = shipped_evaluation(run, which)
+        if ev is not None:
+            return ev
+    return _predict_run(run, data, which, device, data_root)[0]
+
+
+def _predict_run(run: Run, data: LongTailData | None, which: str, device, data_root: str | None = None
+                 ) -> tuple[Evaluation, dict]:
+    """The evaluation of the run's checkpoint (with each trained head's predictions) and the checkpoint."""
     from .train import predict, resolve_device
 
-    run = run if isinstance(run, Run) else load_run(run)
     data = data if data is not None else run_data(run, data_root)
     device = resolve_device(str(device))
     path = run.checkpoint_path(which)
     ck = load_checkpoint(path)
     model = load_model(ck, data, device, str(path))
     t, p, f = predict(model, data.test, run.config, data, device, features=True)
+    head_preds = {model.inference_head: p}
+    with torch.inference_mode():  # the other trained head, on the same features (in fp32, as predict's head)
+        for head in trained_heads(run.config.method):
+            if head not in head_preds and getattr(model, head, None) is not None:
+                logits = getattr(model, head)(torch.from_numpy(f).to(device))
+                head_preds[head] = logits.argmax(1).cpu().numpy()
     epoch = ck.get("epoch", 0)
-    return Evaluation(run, epoch if isinstance(epoch, int) else 0, which, list(data.classes), np.asarray(data.counts),
-                      np.asarray(data.groups), t, p, f, weight_norms(ck["model"]))
+    ev = Evaluation(run, epoch if isinstance(epoch, int) else 0, which, list(data.classes), np.asarray(data.counts),
+                    np.asarray(data.groups), t, p, f, weight_norms(ck["model"]), head_preds)
+    return ev, ck
+
+
+# ------------------------------------------------------------------------ shipped test outputs
+TEST_OUTPUTS = "test_outputs.npz"  # in a finished run folder: its final checkpoint's test-set outputs
+_OUTPUTS_FORMAT = "glmc-test-outputs/1"
+
+
+def _small_int(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a)
+    return a.astype(np.uint8 if a.max(initial=0) < 256 and a.min(initial=0) >= 0 else np.int16)
+
+
+def write_test_outputs(run: Run | str | os.PathLike, data: LongTailData | None = None, features: bool = False,
+                       device: str | torch.device = "cpu", data_root: str | None = None) -> Path:
+    """Predict the test set with the run's final checkpoint (``checkpoint.pt``) and save what the notebooks'
+    tables and figures need beside it, in ``RUN/test_outputs.npz``, so that they need no data set:
+
+    * ``labels`` (N,) the test set's classes, ``pred`` (N,) the inference head's predicted classes,
+      ``pred_fc`` / ``pred_fc_cb`` those of each head the method trains (:func:`trained_heads`);
+    * ``features`` (N, D) float16, only with ``features=True`` (about 1 MB for 10,000 images of dimension 64);
+    * ``knn10``: the leave-one-out 10-NN accuracy of the float16 features (what :func:`knn_accuracy` gives on
+      the shipped features), so that a table can show it for a run shipped without them;
+    * ``epoch`` of the checkpoint, ``classes``, ``counts`` (training images per class), ``format``.
+
+    Only predicted classes, labels and features: never an image. The arrays are plain (no Python objects:
+    ``np.load(path, allow_pickle=False)`` reads them) and LZMA-compressed inside the ``.npz`` zip. Refuses
+    an unfinished run (no ``summary.json``): its checkpoint will still change.
+    """
+    run = run if isinstance(run, Run) else load_run(run)
+    if run.summary is None:
+        raise GLMCError(f"{run.path} is not finished (no summary.json): its test outputs would go stale")
+    ev, _ = _predict_run(run, data, "last", device, data_root)
+    f16 = ev.features.astype(np.float16)
+    arrays = {"format": np.array(_OUTPUTS_FORMAT), "epoch": np.array(ev.epoch, dtype=np.int32),
+              "classes": np.array(ev.classes), "counts": np.asarray(ev.counts, dtype=np.int32),
+              "labels": _small_int(ev.targets), "pred": _small_int(ev.preds),
+              **{f"pred_{h}": _small_int(p) for h, p in sorted(ev.head_preds.items())},
+              "knn10": np.array(knn_accuracy(f16.astype(np.float32), ev.targets, k=10), dtype=np.float64)}
+    if features:  # column-major: each feature's values lie together, which compresses better
+        arrays["features"] = np.asfortranarray(f16)
+    path = run.path / TEST_OUTPUTS
+    tmp = path.with_name(f".{TEST_OUTPUTS}.tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_LZMA) as zf:
+        for key, value in arrays.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, value, allow_pickle=False)
+            zf.writestr(f"{key}.npy", buf.getvalue())
+    os.replace(tmp, path)
+    return path
+
+
+def load_test_outputs(run: Run | str | os.PathLike) -> dict[str, np.ndarray] | None:
+    """The arrays of ``RUN/test_outputs.npz`` (:func:`write_test_outputs`), or None when the run has none."""
+    run = run if isinstance(run, Run) else load_run(run)
+    path = run.path / TEST_OUTPUTS
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            out = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise GLMCError(f"{path} is damaged ({exc.__class__.__name__}); write it again with "
+                        f"glmc_core.analysis.write_test_outputs") from None
+    if str(out.get("format", "")) != _OUTPUTS_FORMAT:
+        raise GLMCError(f"{path} is not a glmc test-outputs file ({_OUTPUTS_FORMAT} expected)")
+    return out
+
+
+def shipped_evaluation(run: Run | str | os.PathLike, which: str = "last") -> Evaluation | None:
+    """The :class:`Evaluation` of the run's final checkpoint built from its shipped ``test_outputs.npz``,
+    without any data set: labels and predicted classes from the file, groups from its class counts and the
+    run's thresholds, weight norms from ``checkpoint.pt``, features when they were shipped (float16, else
+    ``None``: :attr:`Evaluation.knn` then gives the shipped kNN accuracy). None when the run has no such file,
+    or ``which`` is not ``"last"``, or the file is of another epoch than the checkpoint (a run trained further)."""
+    run = run if isinstance(run, Run) else load_run(run)
+    if which != "last":
+        return None
+    out = load_test_outputs(run)
+    if out is None:
+        return None
+    epoch = int(out["epoch"])
+    ck_path = run.path / "checkpoint.pt"
+    norms: dict[str, np.ndarray] = {}
+    if ck_path.is_file():
+        ck = load_checkpoint(ck_path)
+        if ck.get("epoch") != epoch:
+            return None
+        norms = weight_norms(ck["model"])
+    elif run.history and run.history[-1]["epoch"] != epoch:
+        return None
+    cfg = run.config
+    counts = np.asarray(out["counts"], dtype=np.int64)
+    labels = np.asarray(out["labels"], dtype=np.int64)
+    heads = {k[len("pred_"):]: np.asarray(v, dtype=np.int64) for k, v in out.items() if k.startswith("pred_")}
+    feats = out.get("features")
+    return Evaluation(run, epoch, "last", [str(c) for c in out["classes"]], counts,
+                      shot_groups(counts, cfg.many_threshold, cfg.few_threshold), labels,
+                      np.asarray(out["pred"], dtype=np.int64),
+                      None if feats is None else np.ascontiguousarray(feats, dtype=np.float32), norms, heads,
+                      float(out["knn10"]) if "knn10" in out else None, "shipped")
 
 
 def weight_norms(state_dict: dict) -> dict[str, np.ndarray]:
@@ -308,8 +448,12 @@ def run_umap(ev: Evaluation, max_points: int | None = 2000, random_state: int = 
     the subsample size and the seed, so a later checkpoint never reuses an old picture.
     ``cache_dir`` keeps the cache elsewhere (a shipped run folder stays as it was shipped).
     """
+    if ev.features is None:
+        raise GLMCError(f"{ev.run.name}: its test features were not shipped, so there is no UMAP of them here; "
+                        f"evaluate its checkpoint with the data (evaluate_run) for one")
     idx = subsample(len(ev.targets), max_points, random_state)
-    name = f"umap-{ev.which}-e{ev.epoch}-t{len(ev.targets)}-n{len(idx)}-s{random_state}.npy"
+    kind = "-shipped" if ev.source == "shipped" else ""  # float16 features: not the same picture to the last bit
+    name = f"umap-{ev.which}{kind}-e{ev.epoch}-t{len(ev.targets)}-n{len(idx)}-s{random_state}.npy"
     if cache_dir is not None:
         name = f"{ev.run.name}-{ev.run.config.method}-{name}"
     path = (Path(cache_dir) if cache_dir is not None else ev.run.path) / name

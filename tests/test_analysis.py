@@ -184,3 +184,71 @@ def test_results_rows_of_runs_take_the_best_or_the_final_epoch(tmp_path):
     run = A.Run(tmp_path, get_preset("digits-lt"), [{"epoch": 1, "top1": 50.0}, {"epoch": 2, "top1": 40.0}])
     assert A.results_rows([run])[0]["epoch"] == 1
     assert A.results_rows([run], epoch="final")[0]["top1"] == 40.0
+
+
+@pytest.mark.slow
+def test_shipped_test_outputs_give_the_same_evaluation_without_the_data(tiny_runs, tmp_path, monkeypatch):  # noqa: F811
+    import shutil
+    import zipfile
+
+    for src in tiny_runs:
+        d = tmp_path / src.name
+        shutil.copytree(src, d)  # the session's tiny runs stay as they are
+        run = A.load_run(d)
+        with_features = run.method == "glmc"
+        path = A.write_test_outputs(run, features=with_features)
+        assert path == d / A.TEST_OUTPUTS and zipfile.is_zipfile(path)
+        fresh = A.evaluate_run(run, which="last")
+        with np.load(path, allow_pickle=False) as npz:  # plain arrays only: never a pickled object
+            keys = set(npz.files)
+            assert npz["labels"].dtype == np.uint8 and npz["pred"].dtype == np.uint8
+        heads = {f"pred_{h}" for h in A.trained_heads(run.method)}
+        assert keys == {"format", "epoch", "classes", "counts", "labels", "pred", "knn10", *heads} | (
+            {"features"} if with_features else set())
+
+        def no_data(*_a, **_k):
+            raise AssertionError("the shipped outputs need no data")
+
+        monkeypatch.setattr(A, "run_data", no_data)
+        monkeypatch.setattr(A, "prepare_data", no_data)
+        ev = A.evaluate_run(run, which="last", shipped=True)
+        monkeypatch.undo()
+        assert ev.source == "shipped" and fresh.source == "checkpoint"
+        assert ev.epoch == fresh.epoch == (1 if run.method == "ce" else 2)
+        assert np.array_equal(ev.targets, fresh.targets) and np.array_equal(ev.preds, fresh.preds)
+        assert ev.classes == fresh.classes and np.array_equal(ev.counts, fresh.counts)
+        assert list(ev.groups) == list(fresh.groups)
+        assert set(ev.head_preds) == set(fresh.head_preds) == set(A.trained_heads(run.method))
+        for h in ev.head_preds:
+            assert np.array_equal(ev.head_preds[h], fresh.head_preds[h])
+        assert all(np.allclose(ev.norms[h], fresh.norms[h]) for h in fresh.norms)
+        row, fresh_row = ev.row(), fresh.row()
+        assert row.pop("knn") == pytest.approx(fresh_row.pop("knn"), abs=100 / len(ev.targets) * 3) and row == fresh_row
+        if with_features:
+            assert ev.features.shape == fresh.features.shape
+            assert np.array_equal(ev.features, fresh.features.astype(np.float16).astype(np.float32))
+            assert ev.knn == pytest.approx(ev.shipped_knn)
+        else:
+            assert ev.features is None and ev.knn == ev.shipped_knn
+            with pytest.raises(GLMCError, match="not shipped"):
+                A.run_umap(ev)
+        # another checkpoint (a run trained further) than the outputs': not used
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        np.savez(path, **{**arrays, "epoch": np.array(99, dtype=np.int32)})
+        assert A.shipped_evaluation(run) is None
+        assert A.evaluate_run(run, which="last", shipped=True).source == "checkpoint"
+        assert A.shipped_evaluation(run, which="best") is None
+        (d / "summary.json").unlink()
+        with pytest.raises(GLMCError, match="not finished"):
+            A.write_test_outputs(A.load_run(d))
+
+
+def test_a_run_without_shipped_outputs_has_none(tmp_path):
+    from glmc_core import get_preset
+
+    (tmp_path / "config.json").write_text(get_preset("digits-lt").to_json())
+    assert A.load_test_outputs(tmp_path) is None and A.shipped_evaluation(tmp_path) is None
+    (tmp_path / A.TEST_OUTPUTS).write_bytes(b"not a zip")
+    with pytest.raises(GLMCError, match="damaged"):
+        A.load_test_outputs(tmp_path)
