@@ -47,13 +47,29 @@ def test_runs_for_other_data_are_left_out(tmp_path, monkeypatch):
     assert list(refs.runs) == ["a"] and "b" in refs.unfinished
 
 
-def test_no_cifar_means_no_reference_runs(tmp_path, monkeypatch):
+def test_without_the_data_the_runs_are_still_returned(tmp_path, monkeypatch):
+    """Their curves and shipped test outputs need no data set: only ``.data`` is missing."""
     monkeypatch.delenv("GLMC_DATA_ROOT", raising=False)
     _run_folder(tmp_path / "runs", "glmc", "glmc")
     refs = setup.reference_runs(root=tmp_path / "runs")
-    assert not refs and refs.data is None and "GLMC_DATA_ROOT" in refs.message
+    assert refs and refs.has("glmc") and refs.data is None and "no data set is needed" in refs.message
+    assert "? training images" in refs.describe("glmc")  # neither the data nor shipped outputs say how many
     monkeypatch.setenv("GLMC_DATA_ROOT", str(tmp_path / "missing.zip"))
-    assert not setup.reference_runs(root=tmp_path / "runs")
+    refs = setup.reference_runs(root=tmp_path / "runs")
+    assert refs.has("glmc") and refs.data is None
+    assert setup.reference_runs(root=tmp_path / "runs", load_data=False).data is None
+
+
+def test_evaluate_without_outputs_or_data_says_what_to_do(tmp_path, monkeypatch):
+    import pytest
+
+    from glmc_core.errors import GLMCError
+
+    monkeypatch.delenv("GLMC_DATA_ROOT", raising=False)
+    _run_folder(tmp_path / "runs", "glmc", "glmc")
+    refs = setup.reference_runs(root=tmp_path / "runs")
+    with pytest.raises(GLMCError, match="ships no test outputs"):
+        refs.evaluate("glmc")
 
 
 def test_missing_or_empty_folder(tmp_path):
@@ -69,3 +85,22 @@ def test_default_folder_is_found_from_the_package(monkeypatch):
     assert setup.reference_runs_dir() == repo / "reference_runs" / setup.REFERENCE_SET
     monkeypatch.setenv("GLMC_REFERENCE_RUNS", "/x/y")
     assert setup.reference_runs_dir() == Path("/x/y")
+
+
+def test_download_cell_says_offline_in_one_line(tmp_path, monkeypatch, capsys):
+    from glmc_core.data import sources
+    from glmc_core.errors import GLMCError
+
+    def offline(root, *a, **k):
+        print("Downloading https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz")  # torchvision's own chatter
+        raise GLMCError(f"downloading CIFAR-10 into {root} failed (URLError: no network); download it by hand")
+
+    monkeypatch.setattr(sources, "load_cifar", offline)
+    assert setup.download_cifar10(tmp_path, download=False) is None and capsys.readouterr().out == ""
+    assert setup.download_cifar10(tmp_path) is None
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "not downloaded" in out and "URLError: no network" in out
+    monkeypatch.setattr(sources, "load_cifar", lambda *a, **k: None)
+    assert setup.download_cifar10(tmp_path) == str(tmp_path) and "done" in capsys.readouterr().out
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    assert setup.download_cifar10(tmp_path) == str(tmp_path) and "already" in capsys.readouterr().out

@@ -28,19 +28,18 @@ def claim(text: str, holds: bool, detail: str = "", strict: bool = True) -> None
 
     ``text`` is a fixed sentence, written before the numbers are known (never built from them: a sentence
     that follows the numbers cannot fail, and ``tests/test_notebook_claims.py`` refuses such claims).
-    ``detail`` is the evidence (numbers) printed with the claim either way. ``strict=False`` is for a
-    sentence about the project's reference runs shown beside live runs that may differ (another data set,
-    fewer epochs): when it does not hold it prints ``✗ not shown by these runs: text`` instead of raising,
-    so a student sees which of the notebook's sentences their own runs do not bear out. Returns None, so a
-    claim that ends a cell adds no ``True`` to the cell's output.
+    ``detail`` is the evidence (numbers) printed with the claim. ``strict=False`` is for a sentence written
+    about the project's reference runs while a cell shows other runs (a student's live runs: another data set,
+    fewer epochs): it is said, with its tick, only when those runs bear it out, and otherwise left out without
+    stopping the notebook (the cell prints the runs' numbers anyway), so that no sentence the student reads
+    contradicts what the cell drew. Returns None, so a claim that ends a cell adds no ``True`` to its output.
     """
-    suffix = f" ({detail})" if detail else ""
     if not bool(holds):
         if not strict:
-            print(f"✗ not shown by these runs: {text}{suffix}")
             return
+        suffix = f" ({detail})" if detail else ""
         raise ClaimFailed(f"the notebook says: {text!r}, but its own output no longer shows it{suffix}")
-    print(f"✓ {text}{suffix}")
+    print(f"✓ {text}" + (f" ({detail})" if detail else ""))
 
 
 def measured(text: str, detail: str = "") -> None:

@@ -8,8 +8,12 @@
 * :func:`notebook_setup` also loads the data once for the training notebooks (05–07), and
   falls back to scikit-learn's digits, saying so, when no CIFAR-10 copy is found;
 * :func:`reference_runs` / :func:`reference_run` find the finished CPU reference runs shipped in
-  ``reference_runs/`` (real CIFAR-10-LT, trained for tens of epochs) and the data they were trained on,
-  so that notebooks show results of models trained long enough instead of their quick live runs.
+  ``reference_runs/`` (real CIFAR-10-LT, trained for tens of epochs), so that notebooks show results of
+  models trained long enough instead of their quick live runs. Their curves come from ``metrics.jsonl`` and
+  their tables and figures from the test-set outputs shipped with them (``test_outputs.npz``, written by
+  :func:`write_reference_outputs`): no data set is needed to show them. The data they were trained on is
+  loaded too when it is at hand;
+* :func:`download_cifar10` is the notebooks' one download: torchvision's CIFAR-10 into ``data/`` when online.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from ..data import LongTailData, prepare_data
 from ..errors import GLMCError
 
 __all__ = ["env_flag", "quick_mode", "env_data_root", "notebook_config", "NotebookSetup", "notebook_setup",
-           "REFERENCE_SET", "reference_runs_dir", "ReferenceRuns", "reference_runs", "reference_run", "RunsInUse",
-           "runs_in_use"]
+           "download_cifar10", "REFERENCE_SET", "reference_runs_dir", "ReferenceRuns", "reference_runs",
+           "reference_run", "FEATURE_RUNS", "write_reference_outputs", "RunsInUse", "runs_in_use"]
 
 # Quick CIFAR-10-LT for a 2-core CPU: a small ResNet on a few hundred images (n_max 300 at IF 100: 740 images).
 _QUICK_CIFAR = dict(model="resnet8", n_max=300, test_per_class=100, batch_size=64, lr=0.05, weight_decay=5e-4)
@@ -154,6 +158,41 @@ def _digits_setup(epochs, common: dict, progress: bool, missing: str | None) -> 
     return NotebookSetup(cfg, data, msg, "quick-digits")
 
 
+def download_cifar10(root: str | os.PathLike | None = None, download: bool = True) -> str | None:
+    """Fetch CIFAR-10 with torchvision into ``root`` (default the repository's ``data/``) when online, as
+    ``glmc train --download`` does, and return ``root`` for ``DATA_ROOT``; None (said in one line) when offline.
+
+    Nothing is fetched when ``download`` is false or when ``root`` already holds it (torchvision's
+    ``cifar-10-batches-py``). torchvision's own progress output is kept off the notebook.
+    """
+    import contextlib
+    import io
+    import socket
+
+    from ..data.sources import load_cifar
+
+    root = Path(root) if root is not None else Path(__file__).resolve().parents[2] / "data"
+    if not download:
+        return None
+    if (root / "cifar-10-batches-py").is_dir():
+        print(f"CIFAR-10 is already in {root} (torchvision's format): DATA_ROOT = {str(root)!r}.")
+        return str(root)
+    print(f"Downloading CIFAR-10 (170 MB) with torchvision into {root} ... ", end="", flush=True)
+    timeout = socket.getdefaulttimeout()
+    try:
+        socket.setdefaulttimeout(30)  # offline, a name lookup or connection fails fast instead of hanging
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            load_cifar(root, 10, download=True, progress=False, lazy=True)
+    except GLMCError as exc:
+        cause = str(exc).split("(", 1)[-1].split(")", 1)[0] if "(" in str(exc) else str(exc)
+        print(f"not downloaded (offline? {cause}): the notebooks show the reference runs from their shipped outputs.")
+        return None
+    finally:
+        socket.setdefaulttimeout(timeout)
+    print(f"done: DATA_ROOT = {str(root)!r}.")
+    return str(root)
+
+
 # ------------------------------------------------------------------------------ reference runs
 REFERENCE_SET = "cifar10-lt-if100-resnet8"  # the shipped set: benchmarks/reference_runs.sh
 
@@ -170,10 +209,10 @@ def reference_runs_dir(root: str | os.PathLike | None = None) -> Path:
 
 @dataclass
 class ReferenceRuns:
-    """The finished reference runs usable with the data at hand, that data, and a sentence saying which."""
+    """The finished reference runs, the data they were trained on when it is at hand, and a sentence saying which."""
 
     runs: dict = field(default_factory=dict)  # name -> analysis.Run, finished runs only
-    data: LongTailData | None = None  # the runs' own data (the whole CIFAR-10-LT training set, full test set)
+    data: LongTailData | None = None  # the runs' own data (whole CIFAR-10-LT training set, full test set), or None
     message: str = ""
     unfinished: list[str] = field(default_factory=list)  # run folders present but not finished (no summary.json)
 
@@ -190,15 +229,38 @@ class ReferenceRuns:
         """True when every named run is finished and usable."""
         return all(n in self.runs for n in names)
 
+    def evaluate(self, name: str, device: str = "cpu"):
+        """The :class:`~glmc_core.analysis.Evaluation` of the run's final checkpoint: from its shipped test outputs
+        (no data needed), else predicted again on the data when it is at hand."""
+        from ..analysis import evaluate_run, shipped_evaluation
+
+        ev = shipped_evaluation(self.runs[name])
+        if ev is not None:
+            return ev
+        if self.data is None:
+            raise GLMCError(f"the reference run {name} ships no test outputs of its final checkpoint and the data is "
+                            f"not here: set GLMC_DATA_ROOT, or write them (glmc_core.notebook.setup."
+                            f"write_reference_outputs)")
+        return evaluate_run(self.runs[name], data=self.data, which="last", device=device)
+
     def describe(self, name: str) -> str:
         """What the run ``name`` is, read from its config and metrics: data, model, recipe, epochs, hours."""
+        from ..analysis import load_test_outputs
         from ..metrics import format_number
 
         run = self.runs[name]
         c, h = run.config, run.history
         hours = sum(r.get("seconds", 0.0) for r in h) / 3600
-        n_train = len(self.data.train) if self.data is not None else "?"
-        n_test = len(self.data.test) if self.data is not None else "?"
+        n_train = n_test = "?"
+        if self.data is not None:
+            n_train, n_test = len(self.data.train), len(self.data.test)
+        else:
+            try:
+                out = load_test_outputs(run)
+            except GLMCError:
+                out = None
+            if out is not None:
+                n_train, n_test = int(out["counts"].sum()), len(out["labels"])
         final = h[-1] if h else {}
         dataset = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}.get(c.dataset, c.dataset)
         return (f"{name}: method {c.method}, model {c.model}, {dataset}-LT imbalance factor "
@@ -214,12 +276,14 @@ def _run_data_root(data_root: str | None) -> str | None:
 
 def reference_runs(data_root: str | None = None, root: str | os.PathLike | None = None,
                    names: tuple[str, ...] | None = None, load_data: bool = True) -> ReferenceRuns:
-    """The finished reference runs (``summary.json`` present) and the data they were trained on.
+    """The finished reference runs (``summary.json`` present), and the data they were trained on when it is here.
 
-    They are used only with the real CIFAR-10 (``data_root``, else ``$GLMC_DATA_ROOT``): their features
-    and accuracies need its test images. Without it, or when no run is finished yet, the result is empty
-    (falsy) and its ``message`` says why, so the notebook keeps its live quick runs and says so.
-    Each run's config must match the data rebuilt from it (dataset, classes, training counts).
+    Nothing here needs the data: the curves are in each run's ``metrics.jsonl`` and the final checkpoint's
+    test-set outputs in its ``test_outputs.npz`` (:meth:`ReferenceRuns.evaluate`). With the real CIFAR-10 at hand
+    (``data_root``, else ``$GLMC_DATA_ROOT``) and ``load_data``, it is loaded too (``.data``), for whatever a
+    notebook computes beyond the shipped outputs. With no finished run the result is empty (falsy) and its
+    ``message`` says why. Runs whose data settings differ from the first run's (dataset, imbalance factor,
+    subset, groups) are left out, so that one set's runs compare on the same data.
     """
     from ..analysis import load_run
 
@@ -241,19 +305,7 @@ def reference_runs(data_root: str | None = None, root: str | os.PathLike | None 
         waiting = ", ".join(unfinished) or "none"
         return ReferenceRuns(message=f"no finished reference run in {folder} (unfinished: {waiting})"
                                      ": the notebook uses its live quick runs instead.", unfinished=unfinished)
-    data_root = _run_data_root(data_root)
-    if data_root is None:
-        return ReferenceRuns(message="the reference runs were trained on the real CIFAR-10, and no CIFAR-10 copy was "
-                                     "found (set GLMC_DATA_ROOT): the notebook uses its live quick runs on the offline "
-                                     "digits instead.", unfinished=unfinished)
     first = next(iter(finished.values()))
-    data = None
-    if load_data:
-        try:
-            data = prepare_data(first.config.replace(data_root=data_root), progress=False)
-        except GLMCError as exc:
-            return ReferenceRuns(message=f"the reference runs' data could not be loaded from {data_root} ({exc}): "
-                                         "the notebook uses its live quick runs instead.", unfinished=unfinished)
     usable = {}
     for name, run in finished.items():
         c = run.config
@@ -262,9 +314,54 @@ def reference_runs(data_root: str | None = None, root: str | os.PathLike | None 
                 and c.test_per_class == first.config.test_per_class
                 and (c.many_threshold, c.few_threshold) == (first.config.many_threshold, first.config.few_threshold))
         (usable.__setitem__(name, run) if same else unfinished.append(name))
+    data, where = None, "their test-set outputs ship with them, so no data set is needed to show them"
+    data_root = _run_data_root(data_root) if load_data else None
+    if data_root is not None:
+        try:
+            data = prepare_data(first.config.replace(data_root=data_root), progress=False)
+            where = f"their data is here too ({data_root})"
+        except GLMCError as exc:
+            where += f" (their data could not be loaded from {data_root}: {str(exc).split(';')[0]})"
     msg = (f"Reference runs from {folder}: {', '.join(usable)} (finished)"
-           + (f"; not used yet: {', '.join(unfinished)}" if unfinished else "") + ".")
+           + (f"; not used yet: {', '.join(unfinished)}" if unfinished else "") + f"; {where}.")
     return ReferenceRuns(usable, data, msg, unfinished)
+
+
+# The runs whose test features ship (float16, about 1 MB each): the ones notebook 06 draws a UMAP of.
+# Every other finished run ships its labels, predicted classes and kNN accuracy (about 10 kB).
+FEATURE_RUNS = {"cifar10-lt-if100-resnet8": ("glmc", "ce", "glmc-k1", "glmc-k1-lr05", "ce-lr05"),
+                "cifar10-lt-if100-resnet20": ("glmc-k1-lr05", "ce")}
+
+
+def write_reference_outputs(data_root: str, sets: tuple[str, ...] | None = None, overwrite: bool = False,
+                            device: str = "cpu", log=print) -> list[Path]:
+    """Write ``test_outputs.npz`` (:func:`~glmc_core.analysis.write_test_outputs`) into every finished reference
+    run of ``reference_runs/`` (``sets``: the set folders' names; default all), from its final checkpoint
+    and the real test set at ``data_root``; with features for :data:`FEATURE_RUNS`. A folder without
+    ``summary.json`` (still training) is left alone; one whose outputs already hold its final epoch is skipped
+    unless ``overwrite``. Returns the files written. The one-off command is in ``reference_runs/README.md``."""
+    from ..analysis import load_run, load_test_outputs, run_data, write_test_outputs
+
+    base = reference_runs_dir().parent
+    written = []
+    for set_dir in sorted(p for p in base.iterdir() if p.is_dir() and (sets is None or p.name in sets)):
+        runs = [load_run(d) for d in sorted(set_dir.iterdir()) if (d / "summary.json").is_file()]
+        todo = []
+        for run in runs:
+            want = run.name in FEATURE_RUNS.get(set_dir.name, ())
+            out = None if overwrite else load_test_outputs(run)
+            if out is None or int(out["epoch"]) != run.history[-1]["epoch"] or ("features" in out) != want:
+                todo.append((run, want))
+        loaded: dict = {}  # the data of each distinct data setting, loaded once
+        for run, want in todo:
+            c = run.config
+            key = (c.dataset, c.imbalance_factor, c.n_max, c.subset_seed, c.test_per_class, c.many_threshold,
+                   c.few_threshold, c.image_size)
+            data = loaded[key] if key in loaded else loaded.setdefault(key, run_data(run, data_root))
+            path = write_test_outputs(run, data, features=want, device=device)
+            log(f"{path}: {path.stat().st_size / 1e6:.2f} MB" + (" (with features)" if want else ""))
+            written.append(path)
+    return written
 
 
 def reference_run(name: str, data_root: str | None = None, root: str | os.PathLike | None = None):
@@ -277,7 +374,7 @@ def reference_run(name: str, data_root: str | None = None, root: str | os.PathLi
 class RunsInUse:
     """The runs a notebook shows: the reference runs when they are finished, else its live quick runs."""
 
-    data: LongTailData
+    data: LongTailData | None  # None: reference runs shown from their shipped outputs, without the data
     runs: dict  # name -> analysis.Run
     source: str  # "reference" or "live"
     which: str  # the checkpoint evaluated: "last" (the final epoch) for reference runs, "best" for live ones
@@ -292,10 +389,10 @@ class RunsInUse:
 def runs_in_use(methods: tuple[str, ...] = ("glmc", "ce"), quick: bool = True, data_root: str | None = None,
                 runs: str = "runs", epochs: int | None = None, use_reference: bool = True,
                 progress: bool = False) -> RunsInUse:
-    """The finished reference runs ``methods`` (named by their method) with their data when all exist and
-    the real CIFAR-10 is at hand (``use_reference``); otherwise the notebook's live runs of the same methods
-    (trained, resumed or reused with :func:`~glmc_core.train.train_or_reuse`; in quick mode on the offline digits,
-    as notebook 05 trains them), saying why."""
+    """The finished reference runs ``methods`` (named by their method) when all exist (``use_reference``), with
+    their data when it is at hand (their shipped test outputs need none); otherwise the notebook's live runs of the
+    same methods (trained, resumed or reused with :func:`~glmc_core.train.train_or_reuse`; in quick mode on the
+    offline digits, as notebook 05 trains them), saying why."""
     from ..analysis import load_run
     from ..train import train_or_reuse
 
