@@ -71,6 +71,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--subset", type=int, metavar="N_MAX",
                    help="tiny run: N_MAX images in the largest class (imbalance factor at most N_MAX), "
                         "20 test images per class")
+    p.add_argument("--n-max", type=int, metavar="N",
+                   help="images in the largest class of the long-tailed subset (the preset's n_max; unset: the "
+                        "smallest full class); a zip of the subset alone needs it (5000: benchmarks/device_data.py)")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=4, help="DataLoader workers of the reference path")
     p.add_argument("--paths", default="reference,fast",
@@ -190,6 +193,8 @@ def main(argv=None) -> int:
         raise GLMCError(f"--paths takes a comma-separated list of: reference, {', '.join(FAST_PATHS)}")
     overrides = dict(data_root=args.data_root, model=args.model, device=args.device, seed=args.seed,
                      epochs=args.schedule_epochs, progress=False)
+    if args.n_max:
+        overrides["n_max"] = args.n_max
     if args.subset:
         overrides.update(n_max=args.subset, test_per_class=20)
     cfg = get_preset(args.preset, **overrides)
@@ -200,7 +205,8 @@ def main(argv=None) -> int:
     data = prepare_data(cfg, progress=False)
     meta = {"device": device_name(device), "torch": torch.__version__, "cuda": torch.version.cuda,
             "preset": args.preset, "model": cfg.model, "batch_size": cfg.batch_size, "train_images": len(data.train),
-            "test_images": len(data.test), "data_seconds": time.perf_counter() - t0, "epochs": args.epochs,
+            "test_images": len(data.test), "train_counts": [int(c) for c in data.counts],
+            "data_seconds": time.perf_counter() - t0, "epochs": args.epochs,
             "reference_epochs": args.reference_epochs or args.epochs, "schedule_epochs": args.schedule_epochs,
             "subset": args.subset, "workers": args.workers, "paths": paths, "complete": False,
             "date": datetime.now().isoformat(timespec="seconds"), "command": " ".join(sys.argv),

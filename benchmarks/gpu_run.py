@@ -10,6 +10,12 @@ capture held), ms per step, seconds per epoch, the speed ratio against a ``bench
 path, peak GPU memory, and top-1 with many/medium/few (final and best). ``--outputs`` also saves the test set's
 labels, logits of both heads and penultimate features (float16) as a small ``.npz`` for the notebooks; never
 the checkpoint. An interrupt (a time limit's SIGINT) still writes the result from the epochs done.
+
+``--ship PARENT`` also lays a finished run out as a shipped reference run (reference_runs/README.md), ready to be
+copied into ``reference_runs/``: ``PARENT/<preset>-<model>-<epochs>ep-<gpu|cpu>/<method>/`` with ``config.json``,
+``metrics.jsonl``, ``summary.json`` and ``test_outputs.npz`` (the notebooks' test outputs, written by
+``glmc_core.analysis.write_test_outputs``), and the training log beside it as ``<method>.log``; never the
+checkpoint (the wide ResNet-32's weights alone are 30 MB: too large to ship).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import torch  # noqa: E402
 from bench_speed import RESULTS, device_name, result_path, write_json  # noqa: E402
 
 from glmc_core import get_preset  # noqa: E402
-from glmc_core.cli import _kv  # noqa: E402
+from glmc_core.cli import _kv, _table  # noqa: E402
 from glmc_core.data.streams import eval_batches  # noqa: E402
 from glmc_core.errors import GLMCError  # noqa: E402
 from glmc_core.train import checkpoint_interval, fit, resolve_device  # noqa: E402
@@ -49,6 +55,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--set", type=_kv, action="append", default=[], metavar="KEY=VALUE", help="config overrides")
     p.add_argument("--speed-json", type=Path, help="a bench_speed result: the ratio against its reference path")
     p.add_argument("--outputs", type=Path, help="save the test set's logits and features here (.npz)")
+    p.add_argument("--ship", type=Path, metavar="PARENT",
+                   help="lay a finished run out as a shipped reference run under PARENT (no checkpoint)")
+    p.add_argument("--ship-features", action="store_true",
+                   help="with --ship: the test features too (float16; 256 per image with the wide ResNet-32: ~4 MB)")
     p.add_argument("--runs", type=Path, default=Path("runs"), help="parent folder of the run folder")
     p.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON result")
     return p.parse_args(argv)
@@ -70,6 +80,29 @@ def test_outputs(state) -> dict[str, np.ndarray]:
     return {"labels": cat(ys).astype(np.int64), "features": cat(fs).astype(np.float16), "logits_fc": cat(lf),
             "logits_fc_cb": cat(lcb), "class_counts": np.asarray(data.counts, dtype=np.int64),
             "inference_head": np.asarray(model.inference_head)}
+
+
+def ship_run(state, parent: Path, lines: list[str], authors_quirks: bool = False,
+             features: bool = False) -> Path:
+    """A finished run laid out as a shipped reference run (no checkpoint); returns its folder."""
+    from glmc_core import analysis
+
+    cfg, run_dir = state.cfg, Path(state.run_dir)
+    where = "gpu" if state.device.type == "cuda" else state.device.type
+    name = cfg.method + ("-quirks" if authors_quirks else "")
+    dest = parent / f"{cfg.preset or cfg.dataset}-{cfg.model}-{cfg.epochs}ep-{where}" / name
+    dest.mkdir(parents=True, exist_ok=True)
+    for file in ("config.json", "metrics.jsonl", "summary.json"):
+        shutil.copy2(run_dir / file, dest / file)
+    last, best = state.history[-1], state.best
+    table = _table({"final (epoch %d)" % last["epoch"]: last, "best (epoch %d)" % best["epoch"]: best})
+    (dest.parent / f"{name}.log").write_text("".join(m + "\n" for m in lines) + table + "\n")  # as glmc train's
+    writer = getattr(analysis, "write_test_outputs", None)
+    if writer is not None:  # the final checkpoint's test outputs in the notebooks' format (test_outputs.npz)
+        shutil.copy2(writer(run_dir, data=state.data, features=features, device=state.device), dest)
+    else:  # a checkout from before that format: this script's own file, under another name
+        np.savez_compressed(dest / "test-outputs-gpu_run.npz", **test_outputs(state))
+    return dest
 
 
 def _history(run_dir) -> list[dict]:
@@ -119,6 +152,7 @@ def main(argv=None) -> int:
         result["step"] = fast.describe() if fast else "the reference step"
         result["checkpoint_every"] = checkpoint_interval(state.cfg, bool(fast))
         result["train_images"] = len(state.data.train)
+        result["train_counts"] = [int(c) for c in state.data.counts]
     else:  # interrupted: fit's log says how it trained (its first line) and whether a capture failed (a note)
         path_line = next((m for m in lines if m.startswith("training on ")), "")
         requested = "CUDA graph" in path_line
@@ -149,6 +183,10 @@ def main(argv=None) -> int:
         args.outputs.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(args.outputs, **test_outputs(state))
         result["outputs"] = str(args.outputs.name)
+    if args.ship and state is not None and status == "finished":
+        shipped = ship_run(state, args.ship, lines, args.authors_quirks, args.ship_features)
+        result["shipped"] = str(shipped.relative_to(args.ship))
+        print(f"shipped as a reference run: {shipped}")
     if run_dir:  # the run's config, metrics and summary beside the result (never the checkpoints)
         keep = args.out / Path(run_dir).name
         keep.mkdir(parents=True, exist_ok=True)

@@ -170,6 +170,17 @@ def test_gpu_check_runs_every_step_at_toy_size_without_glmc_installed(tmp_path, 
     for prefix in ("speed-cpu-", "capture-check-cpu-", "run-e2-cpu-", "run-e2-quirks-cpu-", "run-e3-cpu-"):
         assert any(n.startswith(prefix) for n in names), (prefix, names)
     assert "test-outputs-e3.npz" in names and "gpu_check.log" in names
+    # d's run laid out as a shipped reference run (no checkpoint), ready to be copied into reference_runs/
+    from glmc_core import analysis
+
+    shipped = "reference_runs/cifar10-lt-if100-resnet8-3ep-cpu"
+    outputs = "test_outputs.npz" if hasattr(analysis, "write_test_outputs") else "test-outputs-gpu_run.npz"
+    with tarfile.open(out / "results.tgz") as tar:
+        members = {m.name.removeprefix("./") for m in tar.getmembers() if m.isfile()}
+        log_text = tar.extractfile(f"./{shipped}/glmc.log").read().decode()
+    assert {f"{shipped}/glmc/{n}" for n in ("config.json", "metrics.jsonl", "summary.json", outputs)} == {
+        m for m in members if m.startswith(f"{shipped}/glmc/")}, members
+    assert "epoch   3/3" in log_text and "final (epoch 3)" in log_text
     for name, r in runs.items():
         assert r["status"] == "finished" and r["meta"]["torch"] and r["meta"]["device"].startswith("cpu"), name
         for key in ("capture_held", "ms_per_step", "seconds_per_epoch", "ratio", "peak_gpu_memory_gib", "top1",
