@@ -22,6 +22,7 @@ __all__ = [
     "soft_cross_entropy",
     "negative_cosine",
     "consistency_loss",
+    "cumulative_total",
     "glmc_loss",
 ]
 
@@ -76,6 +77,15 @@ def consistency_loss(u_g: torch.Tensor, h_g: torch.Tensor, u_l: torch.Tensor, h_
     return negative_cosine(u_g, h_l, stop_gradient) + negative_cosine(u_l, h_g, stop_gradient)
 
 
+def cumulative_total(loss_c, loss_cb, loss_sim, alpha, gamma):
+    """``α·L_c + (1−α)·L_cb + γ·L_sim``: the three terms mixed with the cumulative coefficient α.
+
+    Linear in the terms, so the epoch means of ``loss_c``, ``loss_cb`` and ``loss_sim`` in ``metrics.jsonl``
+    (α is fixed for an epoch) give that epoch's mean ``total`` the same way.
+    """
+    return alpha * loss_c + (1.0 - alpha) * loss_cb + gamma * loss_sim
+
+
 def glmc_loss(
     out_g: Mapping[str, torch.Tensor],
     out_l: Mapping[str, torch.Tensor],
@@ -115,7 +125,7 @@ def glmc_loss(
         loss_sim = consistency_loss(out_g["u"], out_g["h"], out_l["u"], out_l["h"], stop_gradient)
     else:
         loss_sim = torch.zeros((), device=loss_c.device)
-    total = alpha * loss_c + (1.0 - alpha) * loss_cb + gamma * loss_sim
+    total = cumulative_total(loss_c, loss_cb, loss_sim, alpha, gamma)
     terms = {
         "loss_c": loss_c.detach(),
         "loss_cb": loss_cb.detach(),

@@ -28,6 +28,7 @@ __all__ = [
     "Box",
     "sample_lambda",
     "sample_box",
+    "centred_box",
     "box_mask",
     "box_area_fraction",
     "global_mix",
@@ -73,12 +74,24 @@ def sample_lambda(rng: np.random.Generator, beta: float, authors_beta: bool = Fa
 def sample_box(rng: np.random.Generator, height: int, width: int, lam: float) -> Box:
     """Sample the CutMix box for ``λ``: side ``⌈W·√(1−λ)⌉ × ⌈H·√(1−λ)⌉``, uniform centre, clipped.
 
-    The box is the region pasted from the resampled batch; when it is clipped at a
-    border its area is smaller than ``(1−λ)·H·W`` (see :func:`box_area_fraction`).
+    The centre is a uniform pixel, row then column (``rng.integers(height)``, ``rng.integers(width)``);
+    :func:`centred_box` does the rest. The box is the region pasted from the resampled batch; when it is
+    clipped at a border its area is smaller than ``(1−λ)·H·W`` (see :func:`box_area_fraction`).
+    """
+    cy, cx = int(rng.integers(height)), int(rng.integers(width))
+    return centred_box(height, width, lam, cy, cx)
+
+
+def centred_box(height: int, width: int, lam: float, cy: int, cx: int) -> Box:
+    """The CutMix box for ``λ`` centred at pixel ``(cy, cx)``, clipped to the ``height × width`` image.
+
+    Its sides are ``cut_h = ⌈H·√(1−λ)⌉`` and ``cut_w = ⌈W·√(1−λ)⌉``; before clipping it spans rows
+    ``cy − ⌊cut_h/2⌋ … cy − ⌊cut_h/2⌋ + cut_h`` (end excluded), and the same for columns; then every
+    coordinate is clipped to ``[0, H]`` (``[0, W]``). λ = 1 gives an empty box; λ = 0 a box of the image's
+    size that covers the whole image only when centred in the middle.
     """
     cut = math.sqrt(max(0.0, 1.0 - lam))
     cut_h, cut_w = math.ceil(height * cut), math.ceil(width * cut)
-    cy, cx = int(rng.integers(height)), int(rng.integers(width))
     y0 = min(max(cy - cut_h // 2, 0), height)
     x0 = min(max(cx - cut_w // 2, 0), width)
     y1 = min(max(cy - cut_h // 2 + cut_h, 0), height)
