@@ -195,7 +195,7 @@ def test_mixing_notebook_lambda_slider_redraws(open_notebook, source):
     verdict = nb.answer_exercise("LAM_L_CORNER = 1 - 100 / 1024")
     if source.parent == REAL:  # the stand-in has no exercise
         assert verdict is not None, f"{source.name} has no cell tagged 'exercise'"
-        assert "Exercise: box in the corner: correct" in verdict, f"the check cell said: {verdict!r}"
+        assert "Exercise 02.1 (box in the corner): correct" in verdict, f"the check cell said: {verdict!r}"
     errors = nb.errors()
     assert not errors, "after the exercise: " + "; ".join(errors)
 
