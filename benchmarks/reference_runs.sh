@@ -50,6 +50,9 @@ one() {  # one run: resume it if it was started, skip it if it finished
             --model "$MODEL" --method "$method" --epochs "$EPOCHS" --seed 0 --out "$OUT" --run-name "$name" \
             --set many_threshold=1500 --set few_threshold=200 "$@"
     fi
+    # a finished run keeps its final weights only (reference_runs/README.md, "What a run keeps")
+    local rc=$?; [ "$rc" -eq 0 ] && [ -f "$dir/summary.json" ] && python3 benchmarks/slim_reference_runs.py "$dir"
+    return "$rc"
 }
 
 lane() {  # runs given as NAME:METHOD[:KEY=VALUE...], one after the other
