@@ -7,7 +7,9 @@
 * :mod:`~glmc_core.notebook.figures`: their figures (the palette and axes of :mod:`glmc_core.plots`);
 * :mod:`~glmc_core.notebook.widgets`: the explorers (needs ipywidgets; import it yourself);
 * :mod:`~glmc_core.notebook.live`: live training plots with a Stop button;
-* :mod:`~glmc_core.notebook.claims`: sentences that check themselves, and exercise checks;
+* :mod:`~glmc_core.notebook.claims`: sentences that check themselves;
+* :mod:`~glmc_core.notebook.exercises`: every notebook's checked exercises (``exercises.check("02.2", my_cutmix_box)``),
+  the writing ones compared with the package's own function by :mod:`~glmc_core.notebook.check`;
 * :mod:`~glmc_core.notebook.source`: the package's own functions shown as readable source.
 """
 
