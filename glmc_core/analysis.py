@@ -155,6 +155,7 @@ class Evaluation:
     head_preds: dict[str, np.ndarray] = field(default_factory=dict)  # (N,) per trained head ("fc", "fc_cb")
     shipped_knn: float | None = None  # the 10-NN accuracy written with the outputs (runs shipped without features)
     source: str = "checkpoint"  # "checkpoint" (predicted here) or "shipped" (read from test_outputs.npz)
+    _knn: float | None = field(default=None, init=False, repr=False, compare=False)  # computed once (seconds)
 
     @property
     def num_classes(self) -> int:
@@ -186,7 +187,9 @@ class Evaluation:
             if self.shipped_knn is None:
                 raise GLMCError(f"{self.run.name}: no test features here (and no kNN accuracy shipped with them)")
             return self.shipped_knn
-        return knn_accuracy(self.features, self.targets, k=10)
+        if self._knn is None:
+            self._knn = knn_accuracy(self.features, self.targets, k=10)
+        return self._knn
 
     def row(self) -> dict:
         """One line of a results table (percentages), with how well the features and the confusion matrix

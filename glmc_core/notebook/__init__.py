@@ -19,6 +19,7 @@ from .live import LivePlot
 from .setup import (
     NotebookSetup,
     ReferenceRuns,
+    download_cifar10,
     env_data_root,
     notebook_config,
     notebook_setup,
@@ -34,5 +35,5 @@ from .source import show_source, source_text
 use_repository_cache()  # every notebook imports this package: its decoded images go to the repository's data/cache
 
 __all__ = ["experiments", "figures", "ClaimFailed", "check_answer", "claim", "measured", "LivePlot", "NotebookSetup",
-           "env_data_root", "notebook_config", "notebook_setup", "quick_mode", "ReferenceRuns", "reference_runs",
-           "reference_runs_dir", "reference_run", "runs_in_use", "show_source", "source_text"]
+           "download_cifar10", "env_data_root", "notebook_config", "notebook_setup", "quick_mode", "ReferenceRuns",
+           "reference_runs", "reference_runs_dir", "reference_run", "runs_in_use", "show_source", "source_text"]

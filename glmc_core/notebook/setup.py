@@ -320,8 +320,8 @@ def reference_runs(data_root: str | None = None, root: str | os.PathLike | None 
         try:
             data = prepare_data(first.config.replace(data_root=data_root), progress=False)
             where = f"their data is here too ({data_root})"
-        except GLMCError as exc:
-            where += f" (their data could not be loaded from {data_root}: {str(exc).split(';')[0]})"
+        except GLMCError:
+            where += f" (no CIFAR-10 copy was loaded from {data_root})"
     msg = (f"Reference runs from {folder}: {', '.join(usable)} (finished)"
            + (f"; not used yet: {', '.join(unfinished)}" if unfinished else "") + f"; {where}.")
     return ReferenceRuns(usable, data, msg, unfinished)
