@@ -578,7 +578,8 @@ def train_or_reuse(cfg: Config, *, data: LongTailData | None = None, retrain: bo
         fit(cfg, data=data, callbacks=callbacks, stop=stop, log=log)
         return run_dir
     ck, saved, _ = open_run(run_dir, log)
-    free = (*RESUME_OVERRIDES, "out", "run_name")
+    # "auto" accepts whichever precision the run resolved it to (bf16 or fp32: older runs are fp32)
+    free = (*RESUME_OVERRIDES, "out", "run_name", *(("precision",) if cfg.precision == "auto" else ()))
     if {k: v for k, v in saved.to_dict().items() if k not in free} != \
             {k: v for k, v in cfg.to_dict().items() if k not in free}:
         raise GLMCError(f"{run_dir} holds a run with another configuration; choose another folder or retrain it")

@@ -128,6 +128,11 @@ def test_train_or_reuse_trains_then_reuses_and_refuses_another_config(tmp_path, 
     assert train_or_reuse(cfg, log=messages.append) == run_dir and "already trained" in messages[0]
     with pytest.raises(GLMCError, match="another configuration"):
         train_or_reuse(cfg.replace(epochs=2), log=messages.append)
+    # precision "auto" reuses the run whatever it resolved to; an explicit other precision is another run
+    saved = A.load_run(run_dir).config.precision
+    assert saved in ("bf16", "fp32") and train_or_reuse(cfg.replace(precision=saved), log=messages.append) == run_dir
+    with pytest.raises(GLMCError, match="another configuration"):
+        train_or_reuse(cfg.replace(precision="fp32" if saved == "bf16" else "bf16"), log=messages.append)
 
 
 def test_progress_messages_go_to_stdout_in_a_notebook_and_stderr_elsewhere(capsys, monkeypatch):
