@@ -72,9 +72,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 class Ours:
     """``train_one_epoch`` of a real run state, ``steps`` steps at a time."""
 
-    def __init__(self, cfg, data):
+    def __init__(self, cfg, data, compiled: bool = False):
         self.state = build_state(cfg, data)
         self.state.fast = None  # the CPU's step (the fast runner is for GPUs)
+        if compiled:  # what fit does with --set compile_step=true
+            self.state.compiled = torch.compile(self.state.model)
         self.precision = self.state.cfg.precision
 
     def run(self, steps: int) -> float:
@@ -168,7 +170,7 @@ def bench_model(model: str, args, data, threads: list[int]) -> dict:
         loops = {"ours": Ours(cfg, data), "plain_fp32": Plain(cfg, data.num_classes)}
         if args.variants:
             loops.update({f"plain_{v}": Plain(cfg, data.num_classes, v) for v in VARIANTS})
-        compile_s = None
+        compile_s = row_compile_ours = None
         if args.compile:
             run_prec = loops["ours"].precision
             variant = "bf16-cl" if run_prec == "bf16" else "fp32"
@@ -177,6 +179,10 @@ def bench_model(model: str, args, data, threads: list[int]) -> dict:
             c.run(1)  # the first call compiles (forward and backward)
             compile_s = time.perf_counter() - t0
             loops[f"plain_{variant}_compiled"] = c
+            loops["ours_compiled"] = oc = Ours(cfg, data, compiled=True)
+            t0 = time.perf_counter()
+            oc.run(1)
+            row_compile_ours = time.perf_counter() - t0
             if f"plain_{variant}" not in loops and variant != "fp32":
                 loops[f"plain_{variant}"] = Plain(cfg, data.num_classes, variant)
         sec = alternate(loops, args.rounds, args.steps)
@@ -186,6 +192,8 @@ def bench_model(model: str, args, data, threads: list[int]) -> dict:
                "ours_epoch_train_s": sec["ours"] * steps_per_epoch}
         if compile_s is not None:
             row["compile_s"] = compile_s
+            row["ours_compiled_first_step_s"] = row_compile_ours
+            row["ratio_ours_compiled_over_plain_fp32"] = sec["plain_fp32"] / sec["ours_compiled"]
         rows.append(row)
         shown = "  ".join(f"{k} {v * 1e3:.0f}" for k, v in sec.items())
         print(f"{model} threads {n}: ms/step {shown}; ours/plain fp32 {row['ratio_ours_over_plain_fp32']:.2f}x "

@@ -110,7 +110,9 @@ class Config:
     fuse_views: bool = False  # both mixtures through the network as one batch of 2B (batch norm per mixture)
     view_norm: str = "split"  # with fuse_views, per-mixture batch norm as: "split" (one batch-norm call per
     # mixture, then a cat) | "grouped" (one statistics pass over both mixtures at once, no cat: fewer kernels)
-    compile_step: bool = False  # torch.compile the network inside the captured step (falls back cleanly without it)
+    # torch.compile the network: inside the captured step on the fast path, the reference step's network elsewhere
+    # (falls back cleanly without it; on the CPU about 5 % faster per step after a compile of about a minute)
+    compile_step: bool = False
     eval_batch: int = 1024  # evaluation batch of the fast path (the test set is kept on the device as uint8)
     eval_graph: bool = False  # capture the fast path's evaluation forward in a CUDA graph too (one replay per batch)
     progress: bool = True  # show progress bars

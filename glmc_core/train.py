@@ -38,7 +38,7 @@ from .config import Config
 from .data import LongTailData, prepare_data
 from .data.streams import TensorStream, make_train_stream
 from .errors import GLMCError, interrupts_deferred
-from .fast import FastRunner, fast_path_reason, maybe_fast_runner
+from .fast import FastRunner, _compile, fast_path_reason, maybe_fast_runner
 from .losses import alpha_schedule
 from .methods import METHOD_SPECS, StepContext, build_method_model, method_extras, step_loss
 from .metrics import evaluate, format_number, predict
@@ -151,6 +151,7 @@ class TrainState:
     history: list[dict] = field(default_factory=list)
     best: dict | None = None
     fast: FastRunner | None = None  # the fast path's runner (chosen once, by fit); None: the reference step
+    compiled: torch.nn.Module | None = None  # torch.compile(model) for the reference step (cfg.compile_step)
     dist: distributed.DistEnv = field(default_factory=distributed.DistEnv)  # this process's place in a torchrun job
     ddp: torch.nn.Module | None = None  # the DistributedDataParallel wrapper of ``model`` (several processes)
 
@@ -247,7 +248,7 @@ def train_one_epoch(state: TrainState, callbacks: Iterable[Callback] = (), stop:
             return None
         steps, lam_sum = out.pop("steps"), out.pop("lambda_sum")
         return _epoch_means(state, out, steps, lam_sum, alpha, lr)
-    net = state.ddp if state.ddp is not None else state.model  # DDP averages the gradients over processes
+    net = state.ddp if state.ddp is not None else (state.model if state.compiled is None else state.compiled)
     sums: dict[str, torch.Tensor] = {}
     lam_sum, steps = 0.0, 0
     eager = state.device.type == "cpu" if check_every_step is None else check_every_step
@@ -257,7 +258,15 @@ def train_one_epoch(state: TrainState, callbacks: Iterable[Callback] = (), stop:
         if stop is not None and stop():
             return None
         ctx = _step_context(state, batch, alpha, extras)
-        loss, terms = step_loss(cfg.method, net, batch, ctx)
+        try:
+            loss, terms = step_loss(cfg.method, net, batch, ctx)
+        except Exception as exc:  # noqa: BLE001 - a compile that cannot run shows at its first call: drop it
+            if net is not state.compiled:
+                raise
+            net, state.compiled = state.model, None
+            _default_log(f"note: torch.compile of the model failed ({type(exc).__name__}); the step runs without "
+                         f"it (same maths)")
+            loss, terms = step_loss(cfg.method, net, batch, ctx)
         if eager:  # reading a CPU scalar is free: stop at once
             if not bool(torch.isfinite(loss)):
                 raise NonFiniteLoss(_nonfinite_message(f"the loss became {float(loss.detach())}", state, steps + 1))
@@ -387,6 +396,8 @@ def fit(cfg: Config | None = None, *, data: LongTailData | None = None, resume: 
     _open_run_folder(state, ck, run_dir, resume, save, log)
     distributed.attach(state, env)
     state.fast = _choose_runner(state, fast, log)  # after the checkpoint: the runner holds optimiser buffers
+    if state.fast is None and cfg.compile_step and state.ddp is None:  # the reference step, compiled
+        state.compiled = _compile(state.model)
     try:
         if save and state.run_dir is not None:  # metrics.jsonl always mirrors the checkpoint's history
             write_text_atomic(state.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state.history))
@@ -472,7 +483,9 @@ def _choose_runner(state: TrainState, fast: bool | None, log: Callable[[str], No
     else:
         where = "on the GPU" if state.device.type == "cuda" else "in memory"
         batches = "a DataLoader (PIL transforms)" if state.loader == "dataloader" else f"tensors {where}"
-        label = f"the reference step in {describe_precision(state.cfg.precision, state.device)}, batches from {batches}"
+        compiled = ", compiled" if state.cfg.compile_step and state.ddp is None else ""
+        label = (f"the reference step in {describe_precision(state.cfg.precision, state.device)}{compiled}, "
+                 f"batches from {batches}")
         wanted = fast is True or (fast is None and state.cfg.fast and state.device.type == "cuda")
         reason = fast_path_reason(state) if wanted else None
         if reason:  # asked for, refused: say why, never fall back silently

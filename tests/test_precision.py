@@ -80,3 +80,11 @@ def test_bf16_trains_and_is_repeatable():
     for a, b in zip(runs[0].model.state_dict().values(), runs[1].model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     assert last[0]["top1"] > 50  # no collapse to one class (10 % on digits)
+
+
+def test_compile_step_compiles_the_reference_step_on_the_cpu():
+    lines = []
+    state = fit(tiny(epochs=1, compile_step=True), save=False, log=lines.append)
+    assert ", compiled, batches from" in lines[0]
+    assert state.compiled is not None and state.history[-1]["top1"] >= 0
+    assert torch.isfinite(torch.tensor(state.history[-1]["total"]))
