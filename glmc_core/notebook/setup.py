@@ -377,7 +377,7 @@ class RunsInUse:
     data: LongTailData | None  # None: reference runs shown from their shipped outputs, without the data
     runs: dict  # name -> analysis.Run
     source: str  # "reference" or "live"
-    which: str  # the checkpoint evaluated: "last" (the final epoch) for reference runs, "best" for live ones
+    which: str  # the checkpoint evaluated: "last" (the final epoch), for reference and live runs alike
     message: str
     reference: ReferenceRuns | None = None
 
@@ -407,4 +407,4 @@ def runs_in_use(methods: tuple[str, ...] = ("glmc", "ce"), quick: bool = True, d
     out = {m: load_run(train_or_reuse(setup.config(m), data=setup.data, log=print)) for m in methods}
     why = refs.message if not refs else f"the reference runs {', '.join(missing)} are not finished yet."
     msg = f"LIVE quick runs (no reference runs used: {why})\n{setup.message}"
-    return RunsInUse(setup.data, out, "live", "best", msg, refs)
+    return RunsInUse(setup.data, out, "live", "last", msg, refs)  # the final epoch: never chosen on the test set
