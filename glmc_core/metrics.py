@@ -67,15 +67,17 @@ def predict(model, split, cfg, data, device, features: bool = False,
     """
     model.eval()
     dev = torch.device(device)
-    precision = resolve_precision(cfg.precision, dev)
-    head = model.fc_cb if model.inference_head == "fc_cb" else model.fc
+    precision = "fp32" if cfg is None else resolve_precision(cfg.precision, dev)
     ys, ps, fs = [], [], []
     for x, y in (batches if batches is not None else eval_batches(split, cfg, device, data.mean, data.std)):
-        with autocast(precision, dev.type):  # the encoder in the run's precision, the head in fp32
-            r = model.encoder(layout(x, precision)).float()
-        logits = head(r)
-        if features:
-            fs.append(r)
+        if features or precision == "bf16":  # bf16: the encoder under autocast, the inference head in fp32
+            with autocast(precision, dev.type):
+                r = model.encoder(layout(x, precision)).float()
+            logits = (model.fc_cb if model.inference_head == "fc_cb" else model.fc)(r)
+            if features:
+                fs.append(r)
+        else:
+            logits = model.predict(x)
         ys.append(y)
         ps.append(logits.argmax(1))
     t, p = torch.cat(ys).cpu().numpy(), torch.cat(ps).cpu().numpy()
