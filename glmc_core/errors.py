@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 
-__all__ = ["GLMCError", "MAX_MESSAGE", "interrupts_deferred", "defer_interrupt"]
+__all__ = ["GLMCError", "DataNotFound", "MAX_MESSAGE", "interrupts_deferred", "defer_interrupt"]
 
 MAX_MESSAGE = 2000  # characters: a message quoting a file or a flag can never flood a terminal
 
@@ -29,6 +29,11 @@ class GLMCError(Exception):
         if len(message) > MAX_MESSAGE:
             message = message[: MAX_MESSAGE - 40] + f" … ({len(message) - MAX_MESSAGE + 40} characters cut)"
         super().__init__(message)
+
+
+class DataNotFound(GLMCError):
+    """The data set is not where the config says (a missing folder, zip or file): callers that know where a
+    run's data were before (a resumed run) add that, by type, never by the message's wording."""
 
 
 # Ctrl-C and SIGTERM arriving while a checkpoint is written: the CLI's signal handler keeps the interrupt

@@ -13,7 +13,6 @@ import json
 import math
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,13 +34,14 @@ from .checkpoint import (
     write_text_atomic,
 )
 from .config import Config
+from .console import default_log, epoch_line, silent
 from .data import LongTailData, prepare_data
 from .data.streams import TensorStream, make_train_stream
 from .errors import GLMCError, interrupts_deferred
 from .fast import FastRunner, _compile, fast_path_reason, maybe_fast_runner
 from .losses import alpha_schedule
 from .methods import METHOD_SPECS, StepContext, build_method_model, method_extras, step_loss
-from .metrics import evaluate, format_number, predict
+from .metrics import evaluate, predict
 from .precision import describe_precision, precision_forward, resolve_precision
 
 __all__ = ["resolve_device", "lr_at", "TrainState", "build_state", "train_one_epoch", "evaluate", "predict", "fit",
@@ -264,7 +264,7 @@ def train_one_epoch(state: TrainState, callbacks: Iterable[Callback] = (), stop:
             if net is not state.compiled:
                 raise
             net, state.compiled = state.model, None
-            _default_log(f"note: torch.compile of the model failed ({type(exc).__name__}); the step runs without "
+            default_log(f"note: torch.compile of the model failed ({type(exc).__name__}); the step runs without "
                          f"it (same maths)")
             loss, terms = step_loss(cfg.method, net, batch, ctx)
         if eager:  # reading a CPU scalar is free: stop at once
@@ -375,13 +375,13 @@ def fit(cfg: Config | None = None, *, data: LongTailData | None = None, resume: 
     Under ``torchrun`` with several processes, each trains a DDP replica (see
     :mod:`glmc_core.distributed`) and only rank 0 writes the run folder and logs.
     """
-    log = log or _default_log
+    log = log or default_log
     env = distributed.from_environ()
     cfg, ck, run_dir, loader = _run_config(cfg, resume, overrides, device, loader, log)
     callbacks = list(callbacks)
     if env.active:  # one replica per process; rank 0 alone writes and talks
         cfg = distributed.setup(cfg, env)
-        save, log, callbacks = save and env.is_main, log if env.is_main else _silent, callbacks if env.is_main else []
+        save, log, callbacks = save and env.is_main, log if env.is_main else silent, callbacks if env.is_main else []
     try:
         state = build_state(cfg, data, loader)
     except NonFiniteLoss:
@@ -420,21 +420,6 @@ def fit(cfg: Config | None = None, *, data: LongTailData | None = None, resume: 
         raise
     _finish(state, callbacks, save)
     return state
-
-
-def _in_jupyter_kernel() -> bool:
-    """True when standard output is an ipykernel stream (a notebook), not a terminal or a file."""
-    return type(sys.stdout).__module__.startswith("ipykernel")
-
-
-def _default_log(msg: str) -> None:
-    """Progress messages: standard output in a notebook (a student reads them; stderr looks like an error),
-    stderr elsewhere (the CLI keeps stdout for results)."""
-    print(msg, file=sys.stdout if _in_jupyter_kernel() else sys.stderr, flush=True)
-
-
-def _silent(_msg: str) -> None:
-    pass
 
 
 def _run_config(cfg: Config | None, resume, overrides: dict | None, device: str | None, loader: str,
@@ -538,7 +523,7 @@ def _train_epochs(state: TrainState, callbacks: list, stop, save: bool, log: Cal
                     state.saved_epoch = state.epoch
             with open(state.run_dir / "metrics.jsonl", "a") as fh:
                 fh.write(json.dumps(record) + "\n")
-        log(_epoch_line(record, cfg.epochs))
+        log(epoch_line(record, cfg.epochs))
         _emit(callbacks, "epoch_end", record)
 
 
@@ -565,12 +550,6 @@ def _finish(state: TrainState, callbacks: list, save: bool) -> None:
     _emit(callbacks, "end", summary)
 
 
-def _epoch_line(r: dict, epochs: int) -> str:
-    many, medium, few = (format_number(r[g], "5.1f") for g in ("many", "medium", "few"))
-    return (f"epoch {r['epoch']:>3}/{epochs}  top1 {r['top1']:5.2f}  many {many}  medium {medium}  few {few}  "
-            f"loss {r['total']:.3f}  alpha {r['alpha']:.2f}  {r['seconds']:.1f}s")
-
-
 def train_or_reuse(cfg: Config, *, data: LongTailData | None = None, retrain: bool = False,
                    callbacks: Iterable[Callback] = (), stop: Callable[[], bool] | None = None,
                    log: Callable[[str], None] | None = None) -> Path:
@@ -579,7 +558,7 @@ def train_or_reuse(cfg: Config, *, data: LongTailData | None = None, retrain: bo
     A folder that holds a run of another configuration (beyond where and how it runs:
     :data:`RESUME_OVERRIDES`) is refused; ``retrain`` deletes the folder first.
     """
-    log = log or _default_log
+    log = log or default_log
     if not cfg.run_name:
         raise GLMCError("train_or_reuse needs a config with a run_name")
     run_dir = Path(cfg.out) / cfg.run_name

@@ -133,15 +133,3 @@ def test_train_or_reuse_trains_then_reuses_and_refuses_another_config(tmp_path, 
     assert saved in ("bf16", "fp32") and train_or_reuse(cfg.replace(precision=saved), log=messages.append) == run_dir
     with pytest.raises(GLMCError, match="another configuration"):
         train_or_reuse(cfg.replace(precision="fp32" if saved == "bf16" else "bf16"), log=messages.append)
-
-
-def test_progress_messages_go_to_stdout_in_a_notebook_and_stderr_elsewhere(capsys, monkeypatch):
-    from glmc_core import train
-
-    train._default_log("in a terminal")
-    out = capsys.readouterr()
-    assert "in a terminal" in out.err and not out.out
-    monkeypatch.setattr(train, "_in_jupyter_kernel", lambda: True)
-    train._default_log("in a notebook")
-    out = capsys.readouterr()
-    assert "in a notebook" in out.out and not out.err
