@@ -67,6 +67,7 @@ class StepSetup:
     channels_last: bool = False
     autocast_dtype: torch.dtype | None = None  # e.g. torch.bfloat16 on a GPU
     fuse_views: bool = False  # the two mixtures through the network as one batch (see per_view_batch_norm)
+    view_norm: str = "split"  # how batch norm then splits over the fused mixtures ("split" or "grouped")
 
 
 def draw_plan(num_samples: int, batch_size: int, sample_probs: torch.Tensor, gen: torch.Generator,
@@ -130,7 +131,7 @@ def fast_forward(model, batches, setup: StepSetup) -> list:
     with _autocast(setup):
         if not setup.fuse_views or len(batches) == 1:
             return [model(layout(x)) for x in batches]
-        with per_view_batch_norm(model, len(batches)):
+        with per_view_batch_norm(model, len(batches), setup.view_norm):
             out = model(layout(torch.cat(list(batches))))
     n = batches[0].shape[0]
     return [{k: v[i * n : (i + 1) * n] for k, v in out.items()} for i in range(len(batches))]
@@ -227,14 +228,51 @@ def _compile(model):
 
 
 class _CaptureFailed(RuntimeError):
-    """Capturing the step in a CUDA graph failed (the run goes on with the eager fast step)."""
+    """Capturing the step in a CUDA graph failed (the run goes on with the next step of the fallback chain)."""
+
+
+@dataclass
+class Feature:
+    """A switch of the fast path that may fail at run time (the step's CUDA graph, torch.compile, the evaluation
+    graph): asked for or not, and why it dropped, once it did; the run then goes on without it, same maths."""
+
+    requested: bool
+    note: str  # the one log line of a drop, formatted with its reason
+    error: str | None = None  # the first line of what failed
+
+    @property
+    def on(self) -> bool:
+        return self.requested and self.error is None
+
+    def drop(self, why: str, log: Callable[[str], None]) -> None:
+        self.error = why
+        log(self.note.format(why))
+
+
+def _momentum_buffers(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The optimiser's own momentum buffers of ``params``, for :func:`sgd_update` to update in place (so
+    checkpoints carry them). A buffer torch's SGD would only make at its first step is made now, as zeros
+    (``0·m + g`` is that first ``buf = g``), and one whose memory layout is not its parameter's (a checkpoint of
+    contiguous buffers, channels_last parameters) is copied into that layout, which the foreach kernels' fast
+    route wants; every other buffer is used as it is."""
+    bufs = []
+    for p in params:
+        state = optimizer.state[p]
+        buf = state.get("momentum_buffer")
+        if buf is None:
+            buf = state["momentum_buffer"] = torch.zeros_like(p)
+        elif buf.stride() != p.stride() or buf.device != p.device:
+            buf = state["momentum_buffer"] = torch.empty_like(p).copy_(buf)
+        bufs.append(buf)
+    return bufs
 
 
 class FastRunner:
     """Runs whole epochs of the fast step for a :class:`~glmc_core.train.TrainState`.
 
-    Build it after the state's checkpoint (if any) is loaded: it keeps references to the
-    optimiser's momentum buffers.
+    It holds what capture needs: the step's static device tensors (learning rate, α, the summed and the last
+    loss terms), the trained parameters and their momentum buffers, and the graphs with their static draws.
+    Build it after the state's checkpoint (if any) is loaded: it updates the optimiser's momentum buffers.
     """
 
     def __init__(self, state, capture: bool | None = None, bf16: bool | None = None,
@@ -244,64 +282,60 @@ class FastRunner:
         if reason is not None:
             raise ValueError(f"no fast path here: {reason}")
         cuda = dev.type == "cuda"
-        self.capture = cuda if capture is None else capture
-        if self.capture and not cuda:
+        capture = cuda if capture is None else capture
+        if capture and not cuda:
             raise ValueError("CUDA graph capture needs a CUDA device")
         use_bf16 = cfg.precision == "bf16" if bf16 is None else bf16  # build_state resolved "auto"
         cl = (cuda or use_bf16) if channels_last is None else channels_last
-        stream: TensorStream = state.stream
-        self.images, self.labels = stream.images, stream.labels  # uint8 (N, 3, H, W), (N,) on the device
-        self.sample_probs = stream.resampler.sample_probs.to(dev)
+        self.stream: TensorStream = state.stream  # uint8 (N, 3, H, W) images and (N,) labels on the device
         self.setup = StepSetup(cfg.method, state.data.num_classes, state.class_weights, cfg.gamma, cfg.cutmix_label,
-                               cfg.loss_reduction, stream.padding, stream.mean, stream.std, cl,
-                               torch.bfloat16 if use_bf16 else None, cfg.fuse_views)
-        self.flip = stream.flip
-        self.model, self.state_ref = state.model, state
+                               cfg.loss_reduction, self.stream.padding, self.stream.mean, self.stream.std, cl,
+                               torch.bfloat16 if use_bf16 else None, cfg.fuse_views, cfg.view_norm)
+        self.model, self.optimizer = state.model, state.optimizer
         if cl:
             self.model.to(memory_format=torch.channels_last)
         if cuda and not cfg.deterministic:
             torch.backends.cudnn.benchmark = True
+        # --- switches (Config fields; benchmarks/README.md says what each is expected to gain) ---
+        self._compiled = _compile(self.model) if cfg.compile_step else self.model
+        self.graph = Feature(capture, "note: CUDA graph capture failed ({}); the fast step runs without it "
+                                      "(same maths, more launch overhead)")
+        unavailable = cfg.compile_step and self._compiled is self.model
+        self.compile = Feature(cfg.compile_step, "note: torch.compile of the step failed ({}); the step runs without "
+                               "it (same maths)", "torch.compile is not available here" if unavailable else None)
+        # eval_graph: a static evaluation buffer everywhere, captured only where the step is (else run eagerly)
+        self.eval_graph = Feature(cfg.eval_graph, "note: capturing the evaluation failed ({}); it runs eagerly")
+        # --- what the step reads and writes: static device tensors, captured once ---
         self.lr_t = torch.zeros((), device=dev)
         self.alpha_t = torch.zeros((), device=dev)
         self.sums = torch.zeros(len(TERMS), device=dev)
         self.last = torch.zeros(len(TERMS), device=dev)
-        self._graphs: dict[int, tuple] = {}
-        self._pool = None
-        self._eval_cache: dict[int, tuple] = {}
         self.params: list[torch.Tensor] | None = None  # the parameters the method trains (set on first step)
-        self.bufs: list[torch.Tensor] = []
-        self.capture_error: str | None = None  # why capture failed, if it did (the step then runs eagerly)
-        self.capture_requested = self.capture  # kept when a failed capture turns ``capture`` off: reports say so
+        self.bufs: list[torch.Tensor] = []  # their momentum buffers: the optimiser's own
+        self._graphs: dict[int, tuple] = {}  # batch size -> (graph, its static draws)
+        self._eval_graphs: dict[int, tuple] = {}  # evaluation batch size -> (graph or None, static in, static out)
+        self._eval_images: dict[int, tuple] = {}  # id(split) -> (split, its uint8 images on the device)
         self.log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True)
-        # --- switches (Config fields; benchmarks/README.md says what each is expected to gain) ---
-        self.model.view_norm = cfg.view_norm  # how per_view_batch_norm splits batch norm over fused views
-        self.compile_requested, self.compile_error = cfg.compile_step, None
-        self._net = self.model  # what the step calls: the model, or torch.compile(model) (cfg.compile_step)
-        if cfg.compile_step:
-            self._net = _compile(self.model)
-            if self._net is self.model:
-                self.compile_error = "torch.compile is not available here"
-        self.eval_batch = cfg.eval_batch
-        self.eval_graph = cfg.eval_graph  # captured only on a GPU that captures the step; else the same code eagerly
-        self.eval_capture_error: str | None = None
-        self._eval_graphs: dict[int, tuple] = {}
+
+    @property
+    def net(self):
+        """What the step calls: ``torch.compile(model)`` while the compile holds, else the model."""
+        return self._compiled if self.compile.on else self.model
 
     def describe(self) -> str:
         """One line for the log: how this runner trains."""
-        if self.capture_error is not None:
-            how = "uncaptured after a failed capture"
-        else:
-            how = "one CUDA graph per batch size" if self.capture else "eager"
+        how = ("uncaptured after a failed capture" if self.graph.error is not None
+               else "one CUDA graph per batch size" if self.graph.on else "eager")
         extras = [how, "bf16" if self.setup.autocast_dtype == torch.bfloat16 else "fp32"]
         if self.setup.channels_last:
             extras.append("channels_last")
         if self.setup.fuse_views:
             extras.append("both mixtures in one forward pass")
-            if self.model.view_norm == "grouped":
+            if self.setup.view_norm == "grouped":
                 extras.append("grouped per-mixture batch norm")
-        if self.compile_requested:
-            extras.append("compiled" if self.compile_error is None else "not compiled after a failed compile")
-        if self.eval_graph and self.capture_requested:
+        if self.compile.requested:
+            extras.append("compiled" if self.compile.error is None else "not compiled after a failed compile")
+        if self.eval_graph.requested and self.graph.requested:
             extras.append("evaluation in a CUDA graph")
         return f"the fast path ({', '.join(extras)})"
 
@@ -312,29 +346,27 @@ class FastRunner:
         eager step after a failed capture must never be reported as the captured fast path.
         """
         return {
-            "capture_requested": self.capture_requested,
-            "capture_held": bool(self.capture_requested and self.capture and self.capture_error is None
-                                 and self._graphs),
-            "capture_error": self.capture_error,
+            "capture_requested": self.graph.requested,
+            "capture_held": bool(self.graph.on and self._graphs),
+            "capture_error": self.graph.error,
             "graph_batch_sizes": sorted(self._graphs),
-            "compile_requested": self.compile_requested,
-            "compile_held": bool(self.compile_requested and self.compile_error is None and self._net is not self.model),
-            "compile_error": self.compile_error,
-            "eval_graph_requested": bool(self.eval_graph and self.capture_requested),
+            "compile_requested": self.compile.requested,
+            "compile_held": self.compile.on,
+            "compile_error": self.compile.error,
+            "eval_graph_requested": self.eval_graph.requested and self.graph.requested,
             "eval_graph_held": any(g is not None for g, _, _ in self._eval_graphs.values()),
-            "eval_capture_error": self.eval_capture_error,
+            "eval_capture_error": self.eval_graph.error,
         }
 
     # ----------------------------------------------------------------- the step
     def _loss(self, draws):
-        loss, terms = fast_step_loss(self._net, self.images, self.labels, draws, self.alpha_t, self.setup)
+        loss, terms = fast_step_loss(self.net, self.stream.images, self.stream.labels, draws, self.alpha_t, self.setup)
         return loss, torch.stack([terms[k].float() for k in TERMS])
 
     def _step(self, draws) -> None:
         loss, terms = self._loss(draws)
         grads = torch.autograd.grad(loss, self.params)
-        opt = self.state_ref.optimizer
-        group = opt.param_groups[0]
+        group = self.optimizer.param_groups[0]
         sgd_update(self.params, list(grads), self.bufs, self.lr_t, group["momentum"], group["weight_decay"])
         self.sums.add_(terms)
         self.last.copy_(terms)
@@ -349,96 +381,74 @@ class FastRunner:
             for t, saved in snapshot:
                 t.copy_(saved)
 
-    def _try_compiled(self, draws) -> None:
-        """Run the compiled network once, forward and backward (that is when torch compiles); on any failure
-        go on with the plain network, saying why once. The run's state is left as it was."""
-        if self._net is self.model:
-            return
+    def _bind_params(self, draws) -> None:
+        """Which parameters get a gradient (torch's SGD skips the others entirely), and their momentum buffers.
+
+        Found by one trial step, forward and backward, that leaves the run as it was; it is also where a compiled
+        network first runs (torch compiles then): if that fails, the compile drops and the plain network retries.
+        """
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+
+        def trial():
+            return torch.autograd.grad(self._loss(draws)[0], trainable, allow_unused=True)
+
         snap = self._snapshot()
         try:
-            loss, _ = self._loss(draws)
-            torch.autograd.grad(loss, [p for p in self.model.parameters() if p.requires_grad], allow_unused=True)
+            grads = trial()
         except Exception as exc:  # noqa: BLE001 - no compiler, an unsupported op, a backend error: all fall back
-            self._drop_compile(exc)
-        finally:
+            if not self.compile.on:
+                raise
             self._restore(snap)
-
-    def _drop_compile(self, exc) -> None:
-        self._net = self.model
-        self.compile_error = exc if isinstance(exc, str) else _first_line(exc)
-        self.log(f"note: torch.compile of the step failed ({self.compile_error}); the step runs without it "
-                 f"(same maths)")
-
-    def _bind_params(self, draws) -> None:
-        """Which parameters get a gradient (torch's SGD skips the others entirely), and their buffers."""
-        self._try_compiled(draws)
-        snap = self._snapshot()
-        loss, _ = self._loss(draws)
-        all_params = [p for p in self.model.parameters() if p.requires_grad]
-        grads = torch.autograd.grad(loss, all_params, allow_unused=True)
+            self.compile.drop(_first_line(exc), self.log)
+            grads = trial()
         self._restore(snap)
-        self.params = [p for p, g in zip(all_params, grads, strict=True) if g is not None]
-        opt = self.state_ref.optimizer
-        self.bufs = []
-        for p in self.params:
-            st = opt.state[p]
-            buf = st.get("momentum_buffer")
-            buf = torch.zeros_like(p) if buf is None else buf.to(p.device).clone(memory_format=torch.preserve_format)
-            if buf.dim() == 4 and self.setup.channels_last:
-                buf = buf.contiguous(memory_format=torch.channels_last)
-            st["momentum_buffer"] = buf  # the optimiser's state *is* this tensor: checkpoints see every update
-            self.bufs.append(buf)
+        self.params = [p for p, g in zip(trainable, grads, strict=True) if g is not None]
+        self.bufs = _momentum_buffers(self.optimizer, self.params)
 
     def _captured(self, draws):
-        """The graph for this batch size and its static inputs (captured on first use)."""
+        """The graph for this batch size and its static draws (captured on first use, in the graphs' one pool)."""
         b = draws["idx_u"].shape[0]
         if b not in self._graphs:
             static = {k: v.clone() for k, v in draws.items()}
+            pool = next(iter(self._graphs.values()))[0].pool() if self._graphs else None
             snap = self._snapshot()  # warm-up steps must not change the run
             try:
-                graph, _ = _capture_graph(lambda: self._step(static), warmups=3, pool=self._pool)
+                graph, _ = _capture_graph(lambda: self._step(static), warmups=3, pool=pool)
             except Exception as exc:  # e.g. an op that cannot be captured on this torch/driver
-                self._restore(snap)
                 raise _CaptureFailed(_first_line(exc)) from exc
-            self._pool = graph.pool()
-            self._restore(snap)
+            finally:
+                self._restore(snap)
             self._graphs[b] = (graph, static)
         return self._graphs[b]
 
     def _replay_or_step(self, draws) -> None:
-        """Replay the captured step; if capture fails, say so once and run the same step eagerly from then on."""
-        if self.capture:
+        """Replay the captured step, else run it eagerly. A failed capture drops one switch, saying why once, and
+        the step goes on with the next of the chain: compiled network in a graph, plain network in a graph, plain
+        network eagerly (same maths all along)."""
+        while self.graph.on:
             try:
-                try:
-                    graph, static = self._captured(draws)
-                except _CaptureFailed as exc:
-                    if self._net is self.model:
-                        raise
-                    self._drop_compile(f"inside the capture: {exc}")  # then capture the plain step
-                    self._graphs.clear()
-                    self._pool = None
-                    graph, static = self._captured(draws)
+                graph, static = self._captured(draws)
             except _CaptureFailed as exc:
-                self.capture, self.capture_error = False, str(exc)
-                self._graphs.clear()
-                self._pool = None
-                self.log(f"note: CUDA graph capture failed ({exc}); the fast step runs without it "
-                         f"(same maths, more launch overhead)")
-            else:
-                for k, v in draws.items():
-                    static[k].copy_(v, non_blocking=True)
-                graph.replay()
-                return
+                self._graphs.clear()  # graphs of the dropped switch, and their pool
+                if self.compile.on:
+                    self.compile.drop(f"inside the capture: {exc}", self.log)
+                else:
+                    self.graph.drop(str(exc), self.log)
+                continue
+            for k, v in draws.items():
+                static[k].copy_(v, non_blocking=True)
+            graph.replay()
+            return
         self._step(draws)
 
     # ----------------------------------------------------------------- epochs
     def run_epoch(self, state, alpha: float, lr: float, callbacks: Iterable[Callable] = (),
                   stop: Callable[[], bool] | None = None, step_every: int = 10) -> dict | None:
         """One epoch; returns the summed loss terms (floats), ``steps`` and ``lambda_sum`` (None if stopped)."""
-        cfg = state.cfg
-        h, w = self.images.shape[-2:]
-        chunks = draw_plan(len(self.labels), cfg.batch_size, self.sample_probs, state.aug_gen, state.np_rng, h, w,
-                           self.setup.padding, self.flip, cfg.beta, cfg.authors_beta)
+        cfg, images = state.cfg, self.stream.images
+        chunks = draw_plan(len(images), cfg.batch_size, self.stream.resampler.sample_probs, state.aug_gen,
+                           state.np_rng, *images.shape[-2:], self.setup.padding, self.stream.flip, cfg.beta,
+                           cfg.authors_beta)
         if self.params is None:
             self._bind_params({k: v[0] for k, v in chunks[0].items()})
         self.lr_t.fill_(lr)
@@ -469,13 +479,12 @@ class FastRunner:
         """
         if not isinstance(split, ArraySplit) or split.images.shape[1] != state.cfg.image_size:
             return None
-        key = id(split)
-        if key not in self._eval_cache:
+        if id(split) not in self._eval_images:  # the split is kept with its copy: its id stays its own
             imgs = torch.from_numpy(split.images).permute(0, 3, 1, 2).contiguous().to(state.device)
-            self._eval_cache[key] = (split, imgs)
-        _, imgs = self._eval_cache[key]
+            self._eval_images[id(split)] = (split, imgs)
+        _, imgs = self._eval_images[id(split)]
         self.model.eval()
-        p = self._predict_uint8(imgs).cpu().numpy()
+        p = self._predict_uint8(imgs, state.cfg.eval_batch).cpu().numpy()
         return summarize(split.labels, p, state.data.num_classes, state.data.groups)
 
     def _eval_forward(self, x_uint8: torch.Tensor) -> torch.Tensor:
@@ -486,15 +495,15 @@ class FastRunner:
         with _autocast(self.setup):
             return self.model.predict(x).argmax(1)
 
-    def _predict_uint8(self, imgs: torch.Tensor) -> torch.Tensor:
+    def _predict_uint8(self, imgs: torch.Tensor, eval_batch: int) -> torch.Tensor:
         """Predictions for the device-resident uint8 images, ``eval_batch`` at a time.
 
         With ``eval_graph`` every batch goes through one static buffer of ``eval_batch`` images (the last
         batch padded with the previous images: evaluation works image by image, so padding changes nothing);
         on a capturing GPU that buffer's forward pass is a CUDA graph, replayed once per batch.
         """
-        bs = min(self.eval_batch, len(imgs))
-        if not self.eval_graph:
+        bs = min(eval_batch, len(imgs))
+        if not self.eval_graph.requested:
             return torch.cat([self._eval_forward(imgs[i : i + bs]) for i in range(0, len(imgs), bs)])
         graph, x_in, y_out = self._eval_static(imgs, bs)
         preds = []
@@ -514,13 +523,11 @@ class FastRunner:
             return self._eval_graphs[bs]
         x_in = imgs[:bs].clone()
         graph, y_out = None, None
-        if self.capture_requested and self.eval_capture_error is None:
+        if self.graph.requested and self.eval_graph.on:
             try:
                 graph, y_out = _capture_graph(lambda: self._eval_forward(x_in), warmups=2)
             except Exception as exc:  # noqa: BLE001 - evaluation then runs eagerly through the same buffer
                 graph, y_out = None, None
-                self.eval_capture_error = _first_line(exc)
-                self.log(f"note: capturing the evaluation failed ({self.eval_capture_error}); it runs eagerly")
+                self.eval_graph.drop(_first_line(exc), self.log)
         self._eval_graphs[bs] = (graph, x_in, y_out)
         return graph, x_in, y_out
-

@@ -166,7 +166,7 @@ def count_parameters(model: nn.Module) -> int:
 
 
 @contextlib.contextmanager
-def per_view_batch_norm(model: nn.Module, views: int, mode: str | None = None) -> Iterator[nn.Module]:
+def per_view_batch_norm(model: nn.Module, views: int, mode: str = "split") -> Iterator[nn.Module]:
     """Inside this block, a batch made of ``views`` equal parts goes through ``model`` as if each part
     went through on its own, one after the other.
 
@@ -176,13 +176,12 @@ def per_view_batch_norm(model: nn.Module, views: int, mode: str | None = None) -
     gradients and buffers), with bigger convolutions: the fast path uses it for the global and the local
     mixture (``fuse_views``). In evaluation mode batch norm uses its running statistics and nothing changes.
 
-    ``mode`` (default: ``model.view_norm``, else ``"split"``): ``"split"`` calls batch norm once per part and
-    concatenates; ``"grouped"`` computes every part's statistics in one pass over a ``(views, B, ...)`` view
+    ``mode`` (``Config.view_norm``, which the fast path's forward passes): ``"split"`` calls batch norm once per
+    part and concatenates; ``"grouped"`` computes every part's statistics in one pass over a ``(views, B, ...)`` view
     and normalises all parts in one affine op, with no concatenation, and updates the running statistics in
     closed form (the same values as ``views`` updates in order). Fewer, larger kernels; same maths up to
     float rounding (statistics in float32 whatever the input's dtype, as cuDNN's batch norm keeps them).
     """
-    mode = mode or getattr(model, "view_norm", "split")
     if mode not in ("split", "grouped"):
         raise ValueError(f"view_norm must be 'split' or 'grouped', got {mode!r}")
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]

@@ -60,7 +60,7 @@ def test_bench_speed_never_reports_a_failed_capture_as_the_captured_path(tmp_pat
     def failing_runner(state, force=None):
         runner = plain(state, force)
         if runner is not None:
-            runner.capture = runner.capture_requested = True  # as on a GPU whose capture breaks
+            runner.graph.requested = True  # as on a GPU whose capture breaks
         return runner
 
     monkeypatch.setattr(train_mod, "maybe_fast_runner", failing_runner)

@@ -38,9 +38,10 @@ def _toy(n=24, c=4, size=16, seed=0):
     return images, labels
 
 
-def _setup(method, c=4, cutmix_label="area", reduction="mean", padding=2, counts=(9, 5, 5, 5), fuse_views=False):
+def _setup(method, c=4, cutmix_label="area", reduction="mean", padding=2, counts=(9, 5, 5, 5), fuse_views=False,
+           view_norm="split"):
     return StepSetup(method, c, mixing.class_weights(counts, 1.2), 1.0, cutmix_label, reduction, padding,
-                     torch.tensor(MEAN), torch.tensor(STD), fuse_views=fuse_views)
+                     torch.tensor(MEAN), torch.tensor(STD), fuse_views=fuse_views, view_norm=view_norm)
 
 
 def _reference_view(images, idx, oy, ox, flip, padding, mean, std):
@@ -78,11 +79,11 @@ def test_fast_step_equals_reference_step(method, cutmix_label, reduction, fuse):
     step = next(i for i in range(chunks[0]["lam"].shape[0])
                 if 0 < mixing.Box(*chunks[0]["box"][i].tolist()).area < 16 * 16)  # a real pasted box
     d = {k: v[step] for k, v in chunks[0].items()}
-    setup = _setup(method, cutmix_label=cutmix_label, reduction=reduction, fuse_views=bool(fuse))
+    setup = _setup(method, cutmix_label=cutmix_label, reduction=reduction, fuse_views=bool(fuse),
+                   view_norm="grouped" if fuse == "grouped" else "split")  # how fused views split batch norm
     torch.manual_seed(0)
     model = build_model("resnet8", 4, 16, METHOD_SPECS[method].inference_head)
     m_fast, m_ref = copy.deepcopy(model), copy.deepcopy(model)
-    m_fast.view_norm = "grouped" if fuse == "grouped" else "split"  # view_norm: how fused views split batch norm
     alpha = 0.7
 
     loss_f, terms_f = fast_step_loss(m_fast, images, labels, d, torch.tensor(alpha), setup)
@@ -180,8 +181,9 @@ def test_fast_epoch_equals_reference_steps_on_the_same_draws(method):
 
     fast = FastRunner(twin, capture=False)
     s = fast.setup
-    chunks = draw_plan(len(fast.labels), 16, fast.sample_probs, twin.aug_gen, twin.np_rng, 16, 16, s.padding, True,
-                       0.5)  # what run_epoch draws first
+    images, labels = fast.stream.images, fast.stream.labels
+    chunks = draw_plan(len(labels), 16, fast.stream.resampler.sample_probs, twin.aug_gen, twin.np_rng, 16, 16,
+                       s.padding, True, 0.5)  # what run_epoch draws first
     fast._bind_params({k: v[0] for k, v in chunks[0].items()})
     fast.lr_t.fill_(0.05)
     fast.alpha_t.fill_(0.6)
@@ -201,7 +203,7 @@ def test_fast_epoch_equals_reference_steps_on_the_same_draws(method):
             if steps:  # and momenta (before the first step both paths start from none)
                 for p, buf in zip(fast.params, fast.bufs, strict=True):
                     ref_opt.state[ref_params[names[id(p)]]]["momentum_buffer"] = buf.clone()
-            b = _reference_batch(fast.images, fast.labels, d, s.padding, s.mean, s.std)
+            b = _reference_batch(images, labels, d, s.padding, s.mean, s.std)
             ctx = StepContext(float(d["lam"]), mixing.Box(*d["box"].tolist()), 0.6, s.gamma, s.class_weights,
                               s.num_classes, s.cutmix_label, s.reduction)
             loss, terms = step_loss(method, ref_model, b, ctx)
@@ -360,9 +362,9 @@ def _traced_runner(method="glmc", fuse=False, **kw):
     """A bound eager runner and two steps' draws (different λ, box, indices and crops)."""
     state = build_state(_tiny(method=method, fuse_views=fuse, **kw))
     runner = FastRunner(state, capture=False)
-    h, w = runner.images.shape[-2:]
-    chunks = draw_plan(len(runner.labels), 16, runner.sample_probs, state.aug_gen, state.np_rng, h, w,
-                       runner.setup.padding, True, 0.5)
+    h, w = runner.stream.images.shape[-2:]
+    chunks = draw_plan(len(runner.stream.labels), 16, runner.stream.resampler.sample_probs, state.aug_gen,
+                       state.np_rng, h, w, runner.setup.padding, True, 0.5)
     first, second = ({k: v[i] for k, v in chunks[0].items()} for i in (0, 1))
     assert float(first["lam"]) != float(second["lam"]) and not torch.equal(first["idx_u"], second["idx_u"])
     runner._bind_params(first)
@@ -429,12 +431,12 @@ def test_a_failed_capture_falls_back_to_the_eager_step_and_says_so():
     """If a graph cannot be captured (here: no GPU at all), the run goes on eagerly, unchanged, with one note."""
     states = [build_state(_tiny()) for _ in range(2)]
     failing, eager = FastRunner(states[0], capture=False), FastRunner(states[1], capture=False)
-    failing.capture = failing.capture_requested = True  # as on a GPU whose capture breaks: torch.cuda.Stream() raises
+    failing.graph.requested = True  # as on a GPU whose capture breaks: torch.cuda.Stream() raises
     notes = []
     failing.log = notes.append
     outs = [r.run_epoch(s, alpha=0.5, lr=0.05) for r, s in ((failing, states[0]), (eager, states[1]))]
     assert outs[0] == outs[1]
-    assert failing.capture is False and failing.capture_error
+    assert failing.graph.on is False and failing.graph.error
     assert len(notes) == 1 and notes[0].startswith("note: CUDA graph capture failed (")
     status = failing.capture_status()  # what reports (bench_speed, gpu_run) record: the fallback, never "captured"
     assert status["capture_requested"] and not status["capture_held"] and status["capture_error"]
@@ -493,13 +495,13 @@ def test_compile_that_fails_falls_back_cleanly_and_trains_the_same(monkeypatch):
     monkeypatch.setattr(torch, "compile", lambda model, **kw: model.__call__)  # a stand-in "compiled" network
     state = build_state(_tiny(compile_step=True))
     runner = FastRunner(state, capture=False)
-    runner.capture = runner.capture_requested = True  # as on a GPU; here torch.cuda.Stream() raises
+    runner.graph.requested = True  # as on a GPU; here torch.cuda.Stream() raises
     notes.clear()
     runner.log = notes.append
     runner.run_epoch(state, alpha=0.5, lr=0.05)
     assert notes[0].startswith("note: torch.compile of the step failed (inside the capture: ")
     assert notes[1].startswith("note: CUDA graph capture failed (") and len(notes) == 2
-    assert runner._net is runner.model and not runner.capture_status()["capture_held"]
+    assert runner.net is runner.model and not runner.capture_status()["capture_held"]
 
 
 @pytest.mark.slow
@@ -513,7 +515,7 @@ def test_compiled_step_trains_like_the_plain_step():
     runners = [FastRunner(s, capture=False) for s in states]
     outs = [r.run_epoch(s, alpha=0.6, lr=0.05) for r, s in zip(runners, states, strict=True)]
     if not runners[0].capture_status()["compile_held"]:
-        pytest.skip(f"torch.compile cannot run here: {runners[0].compile_error}")
+        pytest.skip(f"torch.compile cannot run here: {runners[0].compile.error}")
     for k in TERMS:
         assert outs[0][k] == pytest.approx(outs[1][k], rel=1e-4, abs=1e-5), k
     for a, b in zip(states[0].model.state_dict().values(), states[1].model.state_dict().values(), strict=True):

@@ -99,13 +99,12 @@ def test_per_view_batch_norm_equals_one_forward_per_view(name, mode, channels_la
     torch.manual_seed(0)
     net = build_model(name, 5)
     fused, apart = copy.deepcopy(net), copy.deepcopy(net)
-    fused.view_norm = mode
     a, b = torch.randn(6, 3, size, size), torch.randn(6, 3, size, size) * 2 + 1  # different statistics
     if channels_last:
         for m in (fused, apart):
             m.to(memory_format=torch.channels_last)
         a, b = (x.contiguous(memory_format=torch.channels_last) for x in (a, b))
-    with per_view_batch_norm(fused, 2):
+    with per_view_batch_norm(fused, 2, mode):
         out = fused(torch.cat([a, b]))
     out_a, out_b = apart(a), apart(b)
     for k in out:
@@ -121,15 +120,15 @@ def test_per_view_batch_norm_equals_one_forward_per_view(name, mode, channels_la
         assert torch.allclose(bf.float(), ba.float(), rtol=1e-4, atol=1e-5), n  # running stats: two updates, in order
     # in eval mode the block changes nothing (running statistics); after it the layers are plain again
     fused.eval()
-    with per_view_batch_norm(fused, 2):
+    with per_view_batch_norm(fused, 2, mode):
         inside = fused(torch.cat([a, b]))["logits"]
     assert torch.allclose(inside, fused(torch.cat([a, b]))["logits"])
-    with per_view_batch_norm(fused, 2):
+    with per_view_batch_norm(fused, 2, mode):
         with pytest.raises(ValueError, match="equal views"):
             fused.train()(torch.randn(5, 3, size, size))
     assert all("forward" not in vars(m) for m in fused.modules())
     if channels_last:  # the grouped batch norm keeps the layout the next convolution wants
-        with per_view_batch_norm(fused.train(), 2):
+        with per_view_batch_norm(fused.train(), 2, mode):
             y = fused.encoder.bn1(torch.randn(4, 16, 5, 5).contiguous(memory_format=torch.channels_last))
         assert y.is_contiguous(memory_format=torch.channels_last)
 
