@@ -152,6 +152,25 @@ def test_sgd_update_matches_torch_sgd():
         assert torch.allclose(b, opt.state[r]["momentum_buffer"], rtol=1e-6, atol=1e-7)
 
 
+def test_momentum_buffers_are_the_optimisers_own_made_where_missing_and_relaid_only_where_needed():
+    """The fast step updates the optimiser's momentum buffers (checkpoints carry them): one torch has not made yet
+    is made as zeros, one of another memory layout than its parameter is copied into that layout (same values),
+    and every other one is used as it is."""
+    from glmc_core.fast import _momentum_buffers
+
+    conv = torch.nn.Parameter(torch.randn(4, 3, 3, 3).contiguous(memory_format=torch.channels_last))
+    bias, fresh = torch.nn.Parameter(torch.randn(4)), torch.nn.Parameter(torch.randn(2))
+    opt = torch.optim.SGD([conv, bias, fresh], lr=0.1, momentum=0.9)
+    loaded, kept = torch.randn(4, 3, 3, 3), torch.randn(4)  # contiguous, as a reference-path checkpoint holds it
+    opt.state[conv]["momentum_buffer"], opt.state[bias]["momentum_buffer"] = loaded, kept
+    bufs = _momentum_buffers(opt, [conv, bias, fresh])
+    assert bufs[0].is_contiguous(memory_format=torch.channels_last) and torch.equal(bufs[0], loaded)
+    assert bufs[1] is kept and torch.equal(bufs[2], torch.zeros(2))
+    assert all(opt.state[p]["momentum_buffer"] is b for p, b in zip((conv, bias, fresh), bufs, strict=True))
+    again = _momentum_buffers(opt, [conv, bias, fresh])  # a second binding changes nothing
+    assert all(a is b for a, b in zip(again, bufs, strict=True))
+
+
 def _tiny(**kw):
     # fp32: these tests compare the two paths' arithmetic to float32 tolerances (bf16 is tests/test_precision.py's)
     base = dict(epochs=2, batch_size=16, n_max=24, test_per_class=5, progress=False, device="cpu", precision="fp32")
