@@ -223,7 +223,7 @@ def _compile(model):
         return model
     try:
         return torch.compile(model)
-    except Exception:  # noqa: BLE001 - e.g. an unsupported Python version: the caller sees _net is model
+    except Exception:  # noqa: BLE001 - e.g. an unsupported Python version: the caller gets the model back
         return model
 
 
