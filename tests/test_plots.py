@@ -164,3 +164,17 @@ def test_glmc_analyze_refuses_a_non_run_folder(tmp_path, capsys):
     assert main(["analyze", str(tmp_path), "--no-umap"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("glmc: error:") and "not a run folder" in err and err.count("\n") == 1
+
+
+def test_one_palette_every_colour_code_lives_in_plots():
+    """Hex colours are written once, in plots.py's palette; every other figure imports them."""
+    import re
+    from pathlib import Path
+
+    package = Path(P.__file__).parent
+    elsewhere = [f"{p.relative_to(package)}: {m}" for p in package.rglob("*.py") if p.name != "plots.py"
+                 for m in re.findall(r"#[0-9a-fA-F]{6}\b", p.read_text(encoding="utf-8"))]
+    assert elsewhere == []
+    fig = P.plot_learning_curves(_history())
+    drawn = {line.get_label(): line.get_color() for line in fig.axes[0].lines}
+    assert drawn == {P.TERM_LABELS[k].plain: P.TERM_COLORS[k] for k in P.TERM_COLORS}  # as in notebook 03's terms
