@@ -2,12 +2,14 @@
 
 The package's figures live in two modules, by what they draw:
 
-* here (floor 5, matplotlib only): results of training, from metrics rows (``history``) and
-  :class:`glmc_core.analysis.Evaluation` objects of any run folder: curves of training, accuracy by
-  group and by class, confusion, feature space, classifier weight norms, and runs side by side.
-  ``glmc analyze`` (:mod:`glmc_core.report`) writes them, notebooks 05–07 show them;
+* here (floor 5, matplotlib only): results of a trained run or model, any user's: curves of training
+  (metrics rows, ``history``), accuracy by group and by class (also under post-hoc logit adjustment),
+  confusion, feature space, classifier weight norms (also before/after MaxNorm), and runs side by side
+  (:class:`glmc_core.analysis.Evaluation` objects). ``glmc analyze`` (:mod:`glmc_core.report`) writes
+  them, notebooks 01 and 05–07 show them;
 * :mod:`glmc_core.notebook.figures` (floor 6): teaching figures of the method's pieces (class counts,
-  mixtures, loss terms, α schedules, long-tail corrections) and of the notebooks' own small experiments.
+  mixtures, loss terms, α schedules, long-tail corrections) and of the notebooks' experiments that
+  compare one setting over quick runs (α schedules, stop-gradient).
 
 Each function returns a :class:`matplotlib.figure.Figure`; those that draw one panel take an optional
 ``ax`` to draw into (then they return ``ax.figure``). Figures are built with ``Figure`` rather than
@@ -21,7 +23,7 @@ each loss term, head and α schedule has one colour too; classes use ``tab10``/`
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -31,8 +33,9 @@ from .data.longtail import GROUPS
 
 __all__ = ["GROUP_COLORS", "TOP1_COLOR", "TERM_COLORS", "TermLabel", "TERM_LABELS", "SCHEDULE_COLORS", "SERIES_COLORS",
            "BLUES", "ALPHA_COLOR", "LR_COLOR", "figure_axes", "class_colors", "plot_learning_curves",
-           "plot_group_curves", "plot_group_bars", "plot_per_class_accuracy", "plot_confusion", "plot_umap",
-           "plot_weight_norms", "plot_comparison", "plot_per_class_comparison", "plot_weight_norm_comparison"]
+           "plot_group_curves", "plot_group_bars", "plot_per_class_accuracy", "plot_logit_adjustment_sweep",
+           "plot_confusion", "plot_umap", "plot_weight_norms", "plot_norms_before_after", "plot_comparison",
+           "plot_per_class_comparison", "plot_weight_norm_comparison"]
 
 
 # ---------------------------------------------------------------------------------------- palette
@@ -222,6 +225,20 @@ def plot_per_class_accuracy(per_class: Sequence[float | None], counts: Sequence[
     return fig
 
 
+def plot_logit_adjustment_sweep(sweep: Mapping[str, Sequence[float]], title: str = "post-hoc logit adjustment",
+                                ax=None) -> Figure:
+    """Accuracy (%) of top-1 and each group against the logit-adjustment τ, τ = 1 marked (``sweep``: ``tau`` and
+    an accuracy per τ for each key, e.g. from :func:`glmc_core.notebook.experiments.logit_adjustment_sweep`)."""
+    fig, ax = figure_axes(ax, (6, 3.5))
+    colours = {"top1": TOP1_COLOR, **GROUP_COLORS}
+    for key in ("top1", *GROUPS):
+        ax.plot(sweep["tau"], sweep[key], marker="o", color=colours[key], label=key)
+    ax.axvline(1.0, color="grey", ls=":")
+    ax.set(xlabel="τ", ylabel="accuracy (%)", title=title)
+    ax.legend(fontsize=8)
+    return fig
+
+
 # --------------------------------------------------------------------------------------- confusion
 def plot_confusion(cm: np.ndarray, class_names: Sequence[str], counts: np.ndarray | None = None, ax=None,
                    title: str | None = "Confusion matrix (rows sum to 1)", annotate: bool | None = None,
@@ -315,6 +332,19 @@ def plot_weight_norms(norms: dict[str, np.ndarray], counts: np.ndarray, class_na
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title)
+    return fig
+
+
+def plot_norms_before_after(before: Sequence[float], after: Sequence[float], delta: float, head: str = "fc",
+                            ax=None) -> Figure:
+    """Per-class weight norms of a classifier before and after MaxNorm fine-tuning, with the radius δ."""
+    fig, ax = figure_axes(ax, (7.6, 3.2))
+    x = np.arange(len(before))
+    ax.bar(x - 0.2, np.asarray(before), 0.4, label="after training")
+    ax.bar(x + 0.2, np.asarray(after), 0.4, label="after MaxNorm fine-tuning")
+    ax.axhline(delta, color="black", ls=":", label=f"δ = {delta:.2f}")
+    ax.set(xlabel="class (head → tail)", ylabel="‖w_c‖", title=f"per-class weight norms of {head}")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over one
     return fig
 
 

@@ -1,13 +1,13 @@
-"""Teaching figures: the method's pieces, and the notebooks' own small experiments.
+"""Teaching figures: the method's pieces, and the notebooks' experiments that compare one setting.
 
-What goes where (the other half is :mod:`glmc_core.plots`, whose palette every figure here uses):
-:mod:`glmc_core.plots` draws results of training from run folders (curves, accuracy by group and class,
-confusion, feature space, weight norms); this module draws what the notebooks compute themselves, by what it
-shows: the data (class counts, images), the mixtures (λ, the pair and its soft labels, resampled partners),
-the losses (class weights, loss terms, the long-tail baselines' corrections), the α schedules, and the
-results of the notebooks' small experiments (runs per α schedule, stop-gradient, the τ sweep of logit
-adjustment, MaxNorm's norms). Inputs come from :mod:`glmc_core.mixing`, :mod:`glmc_core.losses`,
-:mod:`glmc_core.data` and :mod:`glmc_core.notebook.experiments`.
+The package's figures live in two modules, by what they draw. :mod:`glmc_core.plots` draws results of a
+trained run or model (curves of training, accuracy by group and by class, confusion, feature space, weight
+norms) and holds the palette every figure here uses. This module draws the method's pieces before any
+training, from :mod:`glmc_core.data`, :mod:`glmc_core.mixing`, :mod:`glmc_core.losses` and
+:mod:`glmc_core.longtail_losses`: the data (class counts, images), the mixtures (λ, one pair and its soft
+labels, resampled partners), the losses (class weights, loss terms, the long-tail baselines' corrections), the
+α schedules; and the notebooks' experiments that train quick runs to compare one setting (α schedules,
+stop-gradient), from :mod:`glmc_core.notebook.experiments`.
 
 Each function returns a :class:`matplotlib.figure.Figure` and accepts an optional ``ax`` (or ``fig``) to draw
 into an existing figure. Figures are built without ``pyplot`` so a notebook shows each one exactly once and
@@ -27,22 +27,12 @@ from .. import longtail_losses as ltl
 from .. import mixing
 from ..data.longtail import GROUPS, longtail_counts, shot_groups
 from ..losses import ALPHA_SCHEDULES, alpha_schedule
-from ..plots import (
-    BLUES,
-    GROUP_COLORS,
-    SCHEDULE_COLORS,
-    SERIES_COLORS,
-    TERM_COLORS,
-    TERM_LABELS,
-    TOP1_COLOR,
-    figure_axes,
-)
+from ..plots import BLUES, GROUP_COLORS, SCHEDULE_COLORS, SERIES_COLORS, TERM_COLORS, TERM_LABELS, figure_axes
 from .experiments import lambda_draws
 
 __all__ = ["plot_class_counts", "plot_counts_for_ifs", "plot_image_grid", "plot_lambda_hist", "plot_mixing",
            "plot_partner_classes", "plot_class_weights", "plot_loss_terms", "plot_longtail_corrections",
-           "plot_alpha_schedules", "plot_head_weights", "plot_schedule_runs", "plot_collapse",
-           "plot_logit_adjustment_sweep", "plot_norms_before_after"]
+           "plot_alpha_schedules", "plot_head_weights", "plot_schedule_runs", "plot_collapse"]
 
 
 def _names(class_names, n):
@@ -326,7 +316,7 @@ def plot_head_weights(total_epochs: int, schedule: str = "paper", constant: floa
     return fig
 
 
-# ---------------------------------------------------------------- the notebooks' small experiments
+# --------------------------------------------------------------- experiments comparing one setting
 def plot_schedule_runs(histories: Mapping[str, Sequence[Mapping]]) -> Figure:
     """Quick runs per α schedule (``fit()`` histories): test top-1 per epoch, α per epoch, and the final
     many/medium/few accuracy."""
@@ -372,31 +362,4 @@ def plot_collapse(histories: Mapping[str, Sequence[Mapping]]) -> Figure:
     axes[1].set_yscale("log")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncols=len(labels))  # off the curves
-    return fig
-
-
-def plot_logit_adjustment_sweep(sweep: Mapping[str, Sequence[float]], title: str = "post-hoc logit adjustment",
-                                ax=None) -> Figure:
-    """Accuracy (%) of top-1 and each group against τ (``sweep`` from
-    :func:`glmc_core.notebook.experiments.logit_adjustment_sweep`), τ = 1 marked."""
-    fig, ax = figure_axes(ax, (6, 3.5))
-    colours = {"top1": TOP1_COLOR, **GROUP_COLORS}
-    for key in ("top1", *GROUPS):
-        ax.plot(sweep["tau"], sweep[key], marker="o", color=colours[key], label=key)
-    ax.axvline(1.0, color="grey", ls=":")
-    ax.set(xlabel="τ", ylabel="accuracy (%)", title=title)
-    ax.legend(fontsize=8)
-    return fig
-
-
-def plot_norms_before_after(before: Sequence[float], after: Sequence[float], delta: float, head: str = "fc",
-                            ax=None) -> Figure:
-    """Per-class weight norms of a classifier before and after MaxNorm fine-tuning, with the radius δ."""
-    fig, ax = figure_axes(ax, (7.6, 3.2))
-    x = np.arange(len(before))
-    ax.bar(x - 0.2, np.asarray(before), 0.4, label="after training")
-    ax.bar(x + 0.2, np.asarray(after), 0.4, label="after MaxNorm fine-tuning")
-    ax.axhline(delta, color="black", ls=":", label=f"δ = {delta:.2f}")
-    ax.set(xlabel="class (head → tail)", ylabel="‖w_c‖", title=f"per-class weight norms of {head}")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over one
     return fig
