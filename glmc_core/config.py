@@ -242,6 +242,21 @@ def check_run_name(name: str) -> str:
     return name
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def parse_bool(value: Any) -> bool:
+    """The one reading of a boolean from JSON, ``--set`` or the environment: a bool, 0/1, or (any case)
+    1/0, true/false, yes/no, on/off; anything else raises ``ValueError`` for the caller to word."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in _TRUE + _FALSE:
+        return value.lower() in _TRUE
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ValueError(f"not a boolean: {value!r}")
+
+
 def _coerce(key: str, value: Any, default: Any) -> Any:
     """Convert JSON/CLI values to the field's type; refuse what doesn't fit."""
     if value is None:
@@ -256,13 +271,7 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
         target = str
     try:
         if target is bool:
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-                return value.lower() in ("1", "true", "yes", "on")
-            if isinstance(value, int) and value in (0, 1):
-                return bool(value)
-            raise ValueError
+            return parse_bool(value)
         if target is int:
             if isinstance(value, bool):
                 raise ValueError

@@ -1,4 +1,4 @@
-"""Where one-line progress messages go, and the one epoch line every trainer prints."""
+"""Where one-line progress messages go, the one epoch line every trainer prints, and how to tell a notebook."""
 
 from __future__ import annotations
 
@@ -6,12 +6,23 @@ import sys
 
 from .metrics import format_number
 
-__all__ = ["in_jupyter_kernel", "default_log", "silent", "epoch_line"]
+__all__ = ["in_jupyter_kernel", "ipython_kernel_running", "default_log", "silent", "epoch_line"]
 
 
 def in_jupyter_kernel() -> bool:
     """True when standard output is an ipykernel stream (a notebook), not a terminal or a file."""
     return type(sys.stdout).__module__.startswith("ipykernel")
+
+
+def ipython_kernel_running() -> bool:
+    """True when an IPython kernel is running in this process, whatever stdout is: then ``display`` inside an
+    ``ipywidgets.Output`` reaches the front end (tests and plain Python have no kernel to route it)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    ip = get_ipython()
+    return ip is not None and getattr(ip, "kernel", None) is not None
 
 
 def default_log(msg: str) -> None:

@@ -131,7 +131,7 @@ def test_collapse_figure_plots_each_detector_of_each_run():
     np.testing.assert_allclose(by_title["L_sim (−2 = perfect agreement)"].lines[0].get_ydata(), [-1.1, -1.2])
 
 
-def test_notebook_07_figures_draw_the_baselines_corrections_the_tau_sweep_and_the_norms():
+def test_notebook_07_figures_draw_the_baselines_corrections():
     import torch
 
     from glmc_core import longtail_losses as ltl
@@ -142,10 +142,3 @@ def test_notebook_07_figures_draw_the_baselines_corrections_the_tau_sweep_and_th
     assert len(cb.patches) == 2 * 4
     np.testing.assert_allclose([p.get_height() for p in prior.patches], -ltl.log_prior(counts).numpy(), rtol=1e-6)
     assert np.argmax([p.get_height() for p in ldam.patches]) == 3  # the rarest class gets the largest margin
-    sweep = {"tau": np.array([0.0, 1.0]), "top1": np.array([50.0, 55.0]), "many": np.array([90.0, 80.0]),
-             "medium": np.array([40.0, 50.0]), "few": np.array([np.nan, 30.0])}
-    ax = figures.plot_logit_adjustment_sweep(sweep).axes[0]
-    assert [ln.get_label() for ln in ax.lines[:4]] == ["top1", "many", "medium", "few"]
-    assert to_rgb(ax.lines[3].get_color()) == to_rgb(GROUP_COLORS["few"])
-    ax = figures.plot_norms_before_after([3.0, 2.0], [1.0, 1.0], 1.0).axes[0]
-    assert [p.get_height() for p in ax.patches] == [3.0, 2.0, 1.0, 1.0]

@@ -61,3 +61,13 @@ def test_fit_stops_on_request_and_resumes_to_the_end(tmp_path):
     state = fit(resume=run_dir, callbacks=[lp2], stop=lp2.stop, log=lambda _m: None)
     assert state.epoch == 2 and [r["epoch"] for r in lp2.history] == [1, 2] and lp2.summary is not None
     assert A.load_run(run_dir).finished
+
+
+def test_no_kernel_in_tests_so_redraws_set_the_outputs_directly():
+    from glmc_core import console
+
+    assert not console.ipython_kernel_running() and not console.in_jupyter_kernel()
+    lp = LivePlot(progress=False)
+    lp("epoch_end", _record(1))
+    if lp.output is not None:
+        assert lp.redraws == 1 and "image/png" in lp.output.outputs[0]["data"]

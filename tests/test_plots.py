@@ -164,3 +164,30 @@ def test_glmc_analyze_refuses_a_non_run_folder(tmp_path, capsys):
     assert main(["analyze", str(tmp_path), "--no-umap"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("glmc: error:") and "not a run folder" in err and err.count("\n") == 1
+
+
+def test_one_palette_every_colour_code_lives_in_plots():
+    """Hex colours are written once, in plots.py's palette; every other figure imports them."""
+    import re
+    from pathlib import Path
+
+    package = Path(P.__file__).parent
+    elsewhere = [f"{p.relative_to(package)}: {m}" for p in package.rglob("*.py") if p.name != "plots.py"
+                 for m in re.findall(r"#[0-9a-fA-F]{6}\b", p.read_text(encoding="utf-8"))]
+    assert elsewhere == []
+    fig = P.plot_learning_curves(_history())
+    drawn = {line.get_label(): line.get_color() for line in fig.axes[0].lines}
+    assert drawn == {P.TERM_LABELS[k].plain: P.TERM_COLORS[k] for k in P.TERM_COLORS}  # as in notebook 03's terms
+
+
+def test_tau_sweep_and_maxnorm_norms_draw_what_they_are_given():
+    """Notebook 07's figures of a trained model: accuracy by group under logit adjustment, norms before/after."""
+    from matplotlib.colors import to_rgb
+
+    sweep = {"tau": np.array([0.0, 1.0]), "top1": np.array([50.0, 55.0]), "many": np.array([90.0, 80.0]),
+             "medium": np.array([40.0, 50.0]), "few": np.array([np.nan, 30.0])}
+    ax = P.plot_logit_adjustment_sweep(sweep).axes[0]
+    assert [ln.get_label() for ln in ax.lines[:4]] == ["top1", "many", "medium", "few"]
+    assert to_rgb(ax.lines[3].get_color()) == to_rgb(P.GROUP_COLORS["few"])
+    ax = P.plot_norms_before_after([3.0, 2.0], [1.0, 1.0], 1.0).axes[0]
+    assert [p.get_height() for p in ax.patches] == [3.0, 2.0, 1.0, 1.0]

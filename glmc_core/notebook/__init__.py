@@ -4,7 +4,8 @@
   finished reference runs (:func:`~glmc_core.notebook.setup.reference_runs`);
 * :mod:`~glmc_core.notebook.experiments`: the small computations the notebooks show, and
   :func:`~glmc_core.train.train_or_reuse` for runs shared between notebooks;
-* :mod:`~glmc_core.notebook.figures`: their figures (the palette and axes of :mod:`glmc_core.plots`);
+* :mod:`~glmc_core.notebook.figures`: teaching figures of the method's pieces and of the experiments above
+  (results of trained runs are :mod:`glmc_core.plots`' figures, whose palette both use);
 * :mod:`~glmc_core.notebook.widgets`: the explorers (needs ipywidgets; import it yourself);
 * :mod:`~glmc_core.notebook.live`: live training plots with a Stop button;
 * :mod:`~glmc_core.notebook.claims`: sentences that check themselves;

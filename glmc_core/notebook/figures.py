@@ -1,9 +1,17 @@
-"""Static figures of the teaching notebooks 01–04 (long tails, mixtures, loss terms, α schedules).
+"""Teaching figures: the method's pieces, and the notebooks' experiments that compare one setting.
 
-Each function draws what :mod:`glmc_core.mixing`, :mod:`glmc_core.losses`, :mod:`glmc_core.data`
-and :mod:`glmc_core.notebook.experiments` compute, returns a :class:`matplotlib.figure.Figure`, and accepts an
-optional ``ax`` to draw into an existing figure. Figures are built without ``pyplot`` so a notebook
-shows each one exactly once and widgets can redraw them without piling up open figures.
+The package's figures live in two modules, by what they draw. :mod:`glmc_core.plots` draws results of a
+trained run or model (curves of training, accuracy by group and by class, confusion, feature space, weight
+norms) and holds the palette every figure here uses. This module draws the method's pieces before any
+training, from :mod:`glmc_core.data`, :mod:`glmc_core.mixing`, :mod:`glmc_core.losses` and
+:mod:`glmc_core.longtail_losses`: the data (class counts, images), the mixtures (λ, one pair and its soft
+labels, resampled partners), the losses (class weights, loss terms, the long-tail baselines' corrections), the
+α schedules; and the notebooks' experiments that train quick runs to compare one setting (α schedules,
+stop-gradient), from :mod:`glmc_core.notebook.experiments`.
+
+Each function returns a :class:`matplotlib.figure.Figure` and accepts an optional ``ax`` (or ``fig``) to draw
+into an existing figure. Figures are built without ``pyplot`` so a notebook shows each one exactly once and
+widgets can redraw them without piling up open figures.
 """
 
 from __future__ import annotations
@@ -19,20 +27,12 @@ from .. import longtail_losses as ltl
 from .. import mixing
 from ..data.longtail import GROUPS, longtail_counts, shot_groups
 from ..losses import ALPHA_SCHEDULES, alpha_schedule
-from ..plots import GROUP_COLORS, figure_axes
+from ..plots import BLUES, GROUP_COLORS, SCHEDULE_COLORS, SERIES_COLORS, TERM_COLORS, TERM_LABELS, figure_axes
 from .experiments import lambda_draws
 
-__all__ = ["TERM_COLOURS", "plot_class_counts", "plot_counts_for_ifs", "plot_image_grid", "plot_mixing",
-           "plot_partner_classes", "plot_loss_terms", "plot_class_weights", "plot_alpha_schedules", "plot_head_weights",
-           "plot_schedule_runs", "plot_collapse", "plot_lambda_hist", "plot_longtail_corrections",
-           "plot_logit_adjustment_sweep", "plot_norms_before_after"]
-
-# Many / medium / few use the package's one palette (glmc_core.plots.GROUP_COLORS); the rest is Paul Tol's
-# colour-blind-safe "bright" palette.
-TERM_COLOURS = {"loss_c": "#4477AA", "loss_cb": "#EE6677", "loss_sim": "#228833", "total": "#222222"}
-TERM_LABELS = {"loss_c": "$L_c$ (fc)", "loss_cb": "$L_{cb}$ (fc_cb)", "loss_sim": r"$\gamma L_{sim}$",
-               "total": "$L_{total}$"}
-SCHEDULE_COLOURS = {"paper": "#222222", "linear": "#4477AA", "cosine": "#EE6677", "constant": "#CCBB44"}
+__all__ = ["plot_class_counts", "plot_counts_for_ifs", "plot_image_grid", "plot_lambda_hist", "plot_mixing",
+           "plot_partner_classes", "plot_class_weights", "plot_loss_terms", "plot_longtail_corrections",
+           "plot_alpha_schedules", "plot_head_weights", "plot_schedule_runs", "plot_collapse"]
 
 
 def _names(class_names, n):
@@ -44,6 +44,7 @@ def _group_legend(ax, groups, **kw):
     ax.legend(handles=[Patch(color=GROUP_COLORS[g], label=g) for g in present], **kw)
 
 
+# ---------------------------------------------------------------------------------------- the data
 def plot_class_counts(counts: Sequence[int], groups: Sequence[str] | None = None, class_names=None,
                       many_threshold: int = 100, few_threshold: int = 20, log: bool = False, ax=None,
                       title: str | None = None) -> Figure:
@@ -102,12 +103,24 @@ def plot_image_grid(images: np.ndarray, labels: Sequence[int], class_names=None,
     return fig
 
 
+# ---------------------------------------------------------------------------------------- mixtures
+def plot_lambda_hist(betas: Sequence[float] = (0.5, 1.0, 2.0), draws: int = 5000, seed: int = 0, ax=None) -> Figure:
+    """Histograms of ``λ ~ Beta(β, β)`` drawn with :func:`glmc_core.mixing.sample_lambda`, one per β."""
+    fig, ax = figure_axes(ax, (6, 3.4))
+    for beta, lams in lambda_draws(betas, draws, seed).items():
+        ax.hist(lams, bins=25, range=(0, 1), density=True, histtype="step", linewidth=1.8, label=f"β = {beta:g}")
+    ax.set_xlabel("λ (weight of the uniform image)")
+    ax.set_ylabel("density")
+    ax.set_title("β < 1 favours nearly pure images, β > 1 even blends", fontsize=10)
+    ax.legend(fontsize=8)
+    return fig
+
+
 def _label_bars(ax, rows: Mapping[str, np.ndarray], names, title):
     x = np.arange(len(names))
     width = 0.8 / len(rows)
-    colours = ("#4477AA", "#EE6677")
     for j, (label, p) in enumerate(rows.items()):
-        ax.bar(x + (j - (len(rows) - 1) / 2) * width, p, width, label=label, color=colours[j % 2])
+        ax.bar(x + (j - (len(rows) - 1) / 2) * width, p, width, label=label, color=SERIES_COLORS[j % 2])
     ax.set_xticks(x, names, rotation=60 if max(len(n) for n in names) > 3 else 0, ha="right", rotation_mode="anchor",
                   fontsize=8)
     ax.set_title(title, fontsize=9)
@@ -135,7 +148,7 @@ def plot_mixing(mix: Mapping, class_names=None, partner_probs: Sequence[float] |
         ax.set_yticks([])
         if key == "x_l" and box.area > 0:
             ax.add_patch(Rectangle((box.x0 - 0.5, box.y0 - 0.5), box.x1 - box.x0, box.y1 - box.y0, fill=False,
-                                   edgecolor="#EE6677", linewidth=2))
+                                   edgecolor=SERIES_COLORS[1], linewidth=2))  # local: as in its bars
     (a0, a1), (b0, b1) = bottom[0], bottom[1]
     _label_bars(fig.add_subplot(grid[1, a0:a1]), {"global p_g": mix["p_g"], "local p_l": mix["p_l"]}, names,
                 "soft labels (sum to 1)")
@@ -165,10 +178,9 @@ def plot_partner_classes(partner_counts: Mapping[tuple[str, float], np.ndarray],
         qs = sorted(q for c, q in partner_counts if c == conv)
         ax.step(x, counts / counts.sum(), where="mid", color="0.3", linestyle="--", label="share in the data")
         width = 0.8 / len(qs)
-        cmap = ("#AACCEE", "#4477AA", "#223366", "#000000")
         for j, q in enumerate(qs):
             frac = partner_counts[(conv, q)] / partner_counts[(conv, q)].sum()
-            ax.bar(x + (j - (len(qs) - 1) / 2) * width, frac, width, color=cmap[j % len(cmap)], label=f"q = {q:g}")
+            ax.bar(x + (j - (len(qs) - 1) / 2) * width, frac, width, color=BLUES[j % len(BLUES)], label=f"q = {q:g}")
         long_names = max(len(n) for n in names) > 3
         ax.set_xticks(x, names, fontsize=8, rotation=45 if long_names else 0, ha="right" if long_names else "center",
                       rotation_mode="anchor")
@@ -184,33 +196,7 @@ def plot_partner_classes(partner_counts: Mapping[tuple[str, float], np.ndarray],
     return fig
 
 
-def plot_loss_terms(sweeps: Mapping, axes=None) -> Figure:
-    """Each loss term as λ, k and γ move (from :func:`glmc_core.notebook.experiments.loss_sweeps`), the others fixed."""
-    at = sweeps["at"]
-    if axes is None:
-        fig = Figure(figsize=(11, 3.4), layout="constrained")
-        axes = fig.subplots(1, 3)
-    fig = axes[0].figure
-    spec = (("lam", "λ (weight of the uniform image)"), ("k", "k (label re-weighting exponent)"),
-            ("gamma", "γ (consistency weight)"))
-    for ax, (name, xlabel) in zip(axes, spec, strict=False):
-        s = sweeps[name]
-        gamma = np.asarray(s["values"]) if name == "gamma" else at["gamma"]
-        for term in ("loss_c", "loss_cb", "loss_sim", "total"):
-            y = s[term] * gamma if term == "loss_sim" else s[term]
-            ax.plot(s["values"], y, color=TERM_COLOURS[term], label=TERM_LABELS[term],
-                    linewidth=2 if term == "total" else 1.4)
-        ax.axvline(at[name], color="0.5", linestyle=":", linewidth=1)
-        ax.axhline(0, color="0.8", linewidth=0.8)
-        ax.set_xlabel(xlabel)
-    axes[0].set_ylabel("loss on one fixed batch")
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=8, loc="outside right upper")  # off the curves
-    fig.suptitle(f"α = {at['alpha']:.2f}; fixed at λ = {at['lam']:.2f}, k = {at['k']:.2f}, γ = {at['gamma']:.2f} "
-                 f"(dotted)", fontsize=10)
-    return fig
-
-
+# ------------------------------------------------------------------------- losses and re-weighting
 def plot_class_weights(counts: Sequence[int], ks: Sequence[float] = (0.0, 0.5, 1.0, 1.2, 2.0), ax=None) -> Figure:
     """Class weights ``w_c = n_c^-k`` (normalised to ``Σ w_c = C``, :func:`glmc_core.mixing.class_weights`)
     against the class counts, log-log, one line per k."""
@@ -232,111 +218,30 @@ def plot_class_weights(counts: Sequence[int], ks: Sequence[float] = (0.0, 0.5, 1
     return fig
 
 
-def plot_alpha_schedules(total_epochs: int, schedules: Sequence[str] = ALPHA_SCHEDULES, constant: float = 0.5,
-                         highlight: str | None = None, epoch: int | None = None, ax=None) -> Figure:
-    """α over training for each schedule of :func:`glmc_core.losses.alpha_schedule`; dots: the values
-    training uses at each (0-based) epoch; optional highlighted schedule and current epoch."""
-    fig, ax = figure_axes(ax, (6, 3.6))
-    t = np.linspace(0, total_epochs, 200)
-    epochs = np.arange(total_epochs)
-    for s in schedules:
-        emphasis = highlight is None or s == highlight
-        ax.plot(t, [alpha_schedule(v, total_epochs, s, constant) for v in t], color=SCHEDULE_COLOURS.get(s),
-                linewidth=2.2 if emphasis else 1, alpha=1 if emphasis else 0.45, label=s)
-        if emphasis and total_epochs <= 60:
-            ax.plot(epochs, [alpha_schedule(v, total_epochs, s, constant) for v in epochs], "o", markersize=3,
-                    color=SCHEDULE_COLOURS.get(s))
-    if epoch is not None:
-        ax.axvline(epoch, color="0.5", linestyle=":", linewidth=1)
-    ax.set_xlim(0, total_epochs)
-    ax.set_ylim(-0.03, 1.03)
-    ax.set_xlabel(f"epoch T (T_max = {total_epochs})")
-    ax.set_ylabel("α (weight of L_c, fc)")
-    ax.set_title("Cumulative coefficient: paper α = 1 − (T/T_max)²", fontsize=10)
-    ax.legend(fontsize=8)
-    return fig
-
-
-def plot_head_weights(total_epochs: int, schedule: str = "paper", constant: float = 0.5, epoch: int | None = None,
-                      ax=None) -> Figure:
-    """How the loss weight moves from ``fc`` (α) to ``fc_cb`` (1 − α) over training, stacked."""
-    fig, ax = figure_axes(ax, (6, 3.6))
-    t = np.linspace(0, total_epochs, 200)
-    a = np.array([alpha_schedule(v, total_epochs, schedule, constant) for v in t])
-    ax.fill_between(t, 0, a, color="#4477AA", alpha=0.8, label="α: L_c, plain classifier fc")
-    ax.fill_between(t, a, 1, color="#EE6677", alpha=0.8, label="1 − α: L_cb, re-balanced fc_cb")
-    if epoch is not None:
-        ax.axvline(epoch, color="black", linestyle=":", linewidth=1.2)
-        now = alpha_schedule(epoch, total_epochs, schedule, constant)
-        side = "right" if epoch > 0.8 * total_epochs else ("left" if epoch < 0.2 * total_epochs else "center")
-        ax.text(epoch, 1.02, f"T={epoch}: α={now:.2f}", ha=side, va="bottom", fontsize=8)
-    ax.set_xlim(0, total_epochs)
-    ax.set_ylim(0, 1.12)
-    ax.set_xlabel(f"epoch T (T_max = {total_epochs})")
-    ax.set_ylabel("share of the classification loss")
-    ax.set_title(f"{schedule} schedule", fontsize=10, loc="left")
-    ax.legend(fontsize=8, loc="lower left")
-    return fig
-
-
-def plot_schedule_runs(histories: Mapping[str, Sequence[Mapping]]) -> Figure:
-    """Quick runs per α schedule (``fit()`` histories): test top-1 per epoch, α per epoch, and the final
-    many/medium/few accuracy."""
-    fig = Figure(figsize=(12, 3.6), layout="constrained")
-    ax_acc, ax_alpha, ax_groups = fig.subplots(1, 3)
-    for s, hist in histories.items():
-        ep = [r["epoch"] for r in hist]
-        ax_acc.plot(ep, [r["top1"] for r in hist], marker="o", markersize=3, color=SCHEDULE_COLOURS.get(s), label=s)
-        ax_alpha.plot(ep, [r["alpha"] for r in hist], marker="o", markersize=3, color=SCHEDULE_COLOURS.get(s),
-                      label=s)
-    ax_acc.set(xlabel="epoch", ylabel="test top-1 (%) via fc_cb", title="accuracy during training")
-    ax_alpha.set(xlabel="epoch", ylabel="α used in that epoch", title="α per epoch", ylim=(-0.03, 1.03))
-    ax_acc.legend(fontsize=8)
-    x = np.arange(len(GROUPS))
-    width = 0.8 / max(len(histories), 1)
-    for j, (s, hist) in enumerate(histories.items()):
-        final = hist[-1]
-        vals = [final[g] if final[g] is not None else np.nan for g in GROUPS]
-        ax_groups.bar(x + (j - (len(histories) - 1) / 2) * width, vals, width, color=SCHEDULE_COLOURS.get(s), label=s)
-    ax_groups.set_xticks(x, GROUPS)
-    ax_groups.set(ylabel="final test accuracy (%)", title="final epoch by group")
-    for ax in (ax_acc, ax_alpha, ax_groups):
-        ax.title.set_fontsize(10)
-    for ax in (ax_acc, ax_alpha):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
-    return fig
-
-
-def plot_collapse(histories: Mapping[str, Sequence[Mapping]]) -> Figure:
-    """With vs without stop-gradient (from :func:`glmc_core.notebook.experiments.consistency_experiment`): the
-    consistency loss, the spread of the projections ``h`` and of the features, and test top-1, per epoch."""
-    fig = Figure(figsize=(12, 3.4), layout="constrained")
-    axes = fig.subplots(1, 4)
-    panels = (("loss_sim", "L_sim (−2 = perfect agreement)"), ("h_var", "spread of projections h"),
-              ("r_var", "spread of features r"), ("top1", "test top-1 (%)"))
-    colours = ("#4477AA", "#EE6677", "#228833", "#CCBB44")
-    for ax, (key, title) in zip(axes, panels, strict=False):
-        for (label, hist), colour in zip(histories.items(), colours, strict=False):
-            ax.plot([r["epoch"] for r in hist], [r[key] for r in hist], marker="o", markersize=3, color=colour,
-                    label=label)
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[1].set_yscale("log")
+def plot_loss_terms(sweeps: Mapping, axes=None) -> Figure:
+    """Each loss term as λ, k and γ move (from :func:`glmc_core.notebook.experiments.loss_sweeps`), the others fixed."""
+    at = sweeps["at"]
+    if axes is None:
+        fig = Figure(figsize=(11, 3.4), layout="constrained")
+        axes = fig.subplots(1, 3)
+    fig = axes[0].figure
+    spec = (("lam", "λ (weight of the uniform image)"), ("k", "k (label re-weighting exponent)"),
+            ("gamma", "γ (consistency weight)"))
+    for ax, (name, xlabel) in zip(axes, spec, strict=False):
+        s = sweeps[name]
+        gamma = np.asarray(s["values"]) if name == "gamma" else at["gamma"]
+        for term in ("loss_c", "loss_cb", "loss_sim", "total"):
+            y = s[term] * gamma if term == "loss_sim" else s[term]
+            ax.plot(s["values"], y, color=TERM_COLORS[term], label=TERM_LABELS[term].tex,
+                    linewidth=2 if term == "total" else 1.4)
+        ax.axvline(at[name], color="0.5", linestyle=":", linewidth=1)
+        ax.axhline(0, color="0.8", linewidth=0.8)
+        ax.set_xlabel(xlabel)
+    axes[0].set_ylabel("loss on one fixed batch")
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncols=len(labels))  # off the curves
-    return fig
-
-
-def plot_lambda_hist(betas: Sequence[float] = (0.5, 1.0, 2.0), draws: int = 5000, seed: int = 0, ax=None) -> Figure:
-    """Histograms of ``λ ~ Beta(β, β)`` drawn with :func:`glmc_core.mixing.sample_lambda`, one per β."""
-    fig, ax = figure_axes(ax, (6, 3.4))
-    for beta, lams in lambda_draws(betas, draws, seed).items():
-        ax.hist(lams, bins=25, range=(0, 1), density=True, histtype="step", linewidth=1.8, label=f"β = {beta:g}")
-    ax.set_xlabel("λ (weight of the uniform image)")
-    ax.set_ylabel("density")
-    ax.set_title("β < 1 favours nearly pure images, β > 1 even blends", fontsize=10)
-    ax.legend(fontsize=8)
+    fig.legend(handles, labels, fontsize=8, loc="outside right upper")  # off the curves
+    fig.suptitle(f"α = {at['alpha']:.2f}; fixed at λ = {at['lam']:.2f}, k = {at['k']:.2f}, γ = {at['gamma']:.2f} "
+                 f"(dotted)", fontsize=10)
     return fig
 
 
@@ -363,28 +268,98 @@ def plot_longtail_corrections(counts: Sequence[int], cb_betas: Sequence[float] =
     return fig
 
 
-def plot_logit_adjustment_sweep(sweep: Mapping[str, Sequence[float]], title: str = "post-hoc logit adjustment",
-                                ax=None) -> Figure:
-    """Accuracy (%) of top-1 and each group against τ (``sweep`` from
-    :func:`glmc_core.notebook.experiments.logit_adjustment_sweep`), τ = 1 marked."""
-    fig, ax = figure_axes(ax, (6, 3.5))
-    colours = {"top1": "#333333", **GROUP_COLORS}
-    for key in ("top1", *GROUPS):
-        ax.plot(sweep["tau"], sweep[key], marker="o", color=colours[key], label=key)
-    ax.axvline(1.0, color="grey", ls=":")
-    ax.set(xlabel="τ", ylabel="accuracy (%)", title=title)
+# ------------------------------------------------------------------------------------- α schedules
+def plot_alpha_schedules(total_epochs: int, schedules: Sequence[str] = ALPHA_SCHEDULES, constant: float = 0.5,
+                         highlight: str | None = None, epoch: int | None = None, ax=None) -> Figure:
+    """α over training for each schedule of :func:`glmc_core.losses.alpha_schedule`; dots: the values
+    training uses at each (0-based) epoch; optional highlighted schedule and current epoch."""
+    fig, ax = figure_axes(ax, (6, 3.6))
+    t = np.linspace(0, total_epochs, 200)
+    epochs = np.arange(total_epochs)
+    for s in schedules:
+        emphasis = highlight is None or s == highlight
+        ax.plot(t, [alpha_schedule(v, total_epochs, s, constant) for v in t], color=SCHEDULE_COLORS.get(s),
+                linewidth=2.2 if emphasis else 1, alpha=1 if emphasis else 0.45, label=s)
+        if emphasis and total_epochs <= 60:
+            ax.plot(epochs, [alpha_schedule(v, total_epochs, s, constant) for v in epochs], "o", markersize=3,
+                    color=SCHEDULE_COLORS.get(s))
+    if epoch is not None:
+        ax.axvline(epoch, color="0.5", linestyle=":", linewidth=1)
+    ax.set_xlim(0, total_epochs)
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel(f"epoch T (T_max = {total_epochs})")
+    ax.set_ylabel("α (weight of L_c, fc)")
+    ax.set_title("Cumulative coefficient: paper α = 1 − (T/T_max)²", fontsize=10)
     ax.legend(fontsize=8)
     return fig
 
 
-def plot_norms_before_after(before: Sequence[float], after: Sequence[float], delta: float, head: str = "fc",
-                            ax=None) -> Figure:
-    """Per-class weight norms of a classifier before and after MaxNorm fine-tuning, with the radius δ."""
-    fig, ax = figure_axes(ax, (7.6, 3.2))
-    x = np.arange(len(before))
-    ax.bar(x - 0.2, np.asarray(before), 0.4, label="after training")
-    ax.bar(x + 0.2, np.asarray(after), 0.4, label="after MaxNorm fine-tuning")
-    ax.axhline(delta, color="black", ls=":", label=f"δ = {delta:.2f}")
-    ax.set(xlabel="class (head → tail)", ylabel="‖w_c‖", title=f"per-class weight norms of {head}")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over one
+def plot_head_weights(total_epochs: int, schedule: str = "paper", constant: float = 0.5, epoch: int | None = None,
+                      ax=None) -> Figure:
+    """How the loss weight moves from ``fc`` (α) to ``fc_cb`` (1 − α) over training, stacked."""
+    fig, ax = figure_axes(ax, (6, 3.6))
+    t = np.linspace(0, total_epochs, 200)
+    a = np.array([alpha_schedule(v, total_epochs, schedule, constant) for v in t])
+    ax.fill_between(t, 0, a, color=TERM_COLORS["loss_c"], alpha=0.8, label="α: L_c, plain classifier fc")
+    ax.fill_between(t, a, 1, color=TERM_COLORS["loss_cb"], alpha=0.8, label="1 − α: L_cb, re-balanced fc_cb")
+    if epoch is not None:
+        ax.axvline(epoch, color="black", linestyle=":", linewidth=1.2)
+        now = alpha_schedule(epoch, total_epochs, schedule, constant)
+        side = "right" if epoch > 0.8 * total_epochs else ("left" if epoch < 0.2 * total_epochs else "center")
+        ax.text(epoch, 1.02, f"T={epoch}: α={now:.2f}", ha=side, va="bottom", fontsize=8)
+    ax.set_xlim(0, total_epochs)
+    ax.set_ylim(0, 1.12)
+    ax.set_xlabel(f"epoch T (T_max = {total_epochs})")
+    ax.set_ylabel("share of the classification loss")
+    ax.set_title(f"{schedule} schedule", fontsize=10, loc="left")
+    ax.legend(fontsize=8, loc="lower left")
+    return fig
+
+
+# --------------------------------------------------------------- experiments comparing one setting
+def plot_schedule_runs(histories: Mapping[str, Sequence[Mapping]]) -> Figure:
+    """Quick runs per α schedule (``fit()`` histories): test top-1 per epoch, α per epoch, and the final
+    many/medium/few accuracy."""
+    fig = Figure(figsize=(12, 3.6), layout="constrained")
+    ax_acc, ax_alpha, ax_groups = fig.subplots(1, 3)
+    for s, hist in histories.items():
+        ep = [r["epoch"] for r in hist]
+        ax_acc.plot(ep, [r["top1"] for r in hist], marker="o", markersize=3, color=SCHEDULE_COLORS.get(s), label=s)
+        ax_alpha.plot(ep, [r["alpha"] for r in hist], marker="o", markersize=3, color=SCHEDULE_COLORS.get(s),
+                      label=s)
+    ax_acc.set(xlabel="epoch", ylabel="test top-1 (%) via fc_cb", title="accuracy during training")
+    ax_alpha.set(xlabel="epoch", ylabel="α used in that epoch", title="α per epoch", ylim=(-0.03, 1.03))
+    ax_acc.legend(fontsize=8)
+    x = np.arange(len(GROUPS))
+    width = 0.8 / max(len(histories), 1)
+    for j, (s, hist) in enumerate(histories.items()):
+        final = hist[-1]
+        vals = [final[g] if final[g] is not None else np.nan for g in GROUPS]
+        ax_groups.bar(x + (j - (len(histories) - 1) / 2) * width, vals, width, color=SCHEDULE_COLORS.get(s), label=s)
+    ax_groups.set_xticks(x, GROUPS)
+    ax_groups.set(ylabel="final test accuracy (%)", title="final epoch by group")
+    for ax in (ax_acc, ax_alpha, ax_groups):
+        ax.title.set_fontsize(10)
+    for ax in (ax_acc, ax_alpha):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
+    return fig
+
+
+def plot_collapse(histories: Mapping[str, Sequence[Mapping]]) -> Figure:
+    """With vs without stop-gradient (from :func:`glmc_core.notebook.experiments.consistency_experiment`): the
+    consistency loss, the spread of the projections ``h`` and of the features, and test top-1, per epoch."""
+    fig = Figure(figsize=(12, 3.4), layout="constrained")
+    axes = fig.subplots(1, 4)
+    panels = (("loss_sim", "L_sim (−2 = perfect agreement)"), ("h_var", "spread of projections h"),
+              ("r_var", "spread of features r"), ("top1", "test top-1 (%)"))
+    for ax, (key, title) in zip(axes, panels, strict=False):
+        for (label, hist), colour in zip(histories.items(), SERIES_COLORS, strict=False):
+            ax.plot([r["epoch"] for r in hist], [r[key] for r in hist], marker="o", markersize=3, color=colour,
+                    label=label)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[1].set_yscale("log")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncols=len(labels))  # off the curves
     return fig

@@ -10,6 +10,8 @@ notebook (or without ipywidgets) it records the same history and draws nothing l
 
 from __future__ import annotations
 
+from ..console import ipython_kernel_running
+
 __all__ = ["LivePlot"]
 
 
@@ -114,7 +116,7 @@ class LivePlot:
         if self.output is None:
             return
         fig = self.figure()
-        if _in_kernel():
+        if ipython_kernel_running():
             from IPython.display import clear_output, display
 
             with self.output:
@@ -155,11 +157,3 @@ class LivePlot:
         self._bar.update(1)
         self._bar.refresh()  # show the epoch now, not at the next redraw
 
-
-def _in_kernel() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    ip = get_ipython()
-    return ip is not None and getattr(ip, "kernel", None) is not None

@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import Config, get_preset
+from ..config import Config, get_preset, parse_bool
 from ..data import LongTailData, prepare_data
 from ..errors import GLMCError
 
@@ -40,11 +40,10 @@ def env_flag(name: str, default: bool) -> bool:
     raw = os.environ.get(name, "").strip().lower()
     if not raw:
         return bool(default)
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise GLMCError(f"environment variable {name} must be 1/0, true/false, yes/no or on/off, got {raw!r}")
+    try:
+        return parse_bool(raw)
+    except ValueError:
+        raise GLMCError(f"environment variable {name} must be 1/0, true/false, yes/no or on/off, got {raw!r}") from None
 
 
 def quick_mode(default: bool = True) -> bool:
