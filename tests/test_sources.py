@@ -12,15 +12,15 @@ from PIL import Image
 
 from glmc_core.config import get_preset
 from glmc_core.data import prepare_data
-from glmc_core.data.longtail import class_counts, longtail_counts
-from glmc_core.data.sources import (
-    index_image_folder,
+from glmc_core.data.formats import (
     load_cifar,
     load_digits,
     load_image_folder,
     load_split_list,
     parse_split_list,
 )
+from glmc_core.data.index import index_image_folder
+from glmc_core.data.longtail import class_counts, longtail_counts
 from glmc_core.errors import GLMCError
 
 
@@ -339,13 +339,13 @@ def _distinct_image_folder(root: Path, train_per_class=(9, 6, 4), test_per_class
 def test_cold_cache_decodes_only_the_long_tailed_subset_and_equals_the_full_decode(tmp_path, monkeypatch):
     """prepare_data with no decoded cache decodes the kept training images, the validation and the test images
     only (a third of CIFAR-10's JPEGs at IF 100), and gives exactly what decoding everything then subsetting does."""
-    import glmc_core.data.sources as sources
+    import glmc_core.data.cache as cache
 
     _distinct_image_folder(tmp_path / "fruit")
     _zip_folder(tmp_path / "fruit", tmp_path / "fruit.zip", "fruit")
     decoded = []
-    plain = sources._decode
-    monkeypatch.setattr(sources, "_decode", lambda data, name, size: decoded.append(name) or plain(data, name, size))
+    plain = cache._decode
+    monkeypatch.setattr(cache, "_decode", lambda data, name, size: decoded.append(name) or plain(data, name, size))
     cfg = get_preset("cifar10-lt-if100", dataset="imagefolder", data_root=str(tmp_path / "fruit.zip"), image_size=8,
                      imbalance_factor=4, n_max=8, test_per_class=2, val_fraction=0.2)
     lazy = prepare_data(cfg, progress=False)
