@@ -40,7 +40,7 @@ if str(REPO) not in sys.path:  # runs from the checkout without glmc installed
 
 from glmc_core import get_preset  # noqa: E402
 from glmc_core.data import class_counts, longtail_counts, longtail_indices  # noqa: E402
-from glmc_core.data.sources import index_image_folder  # noqa: E402
+from glmc_core.data.index import index_image_folder  # noqa: E402
 from glmc_core.errors import GLMCError  # noqa: E402
 
 PRESET = "cifar10-lt-if100"

@@ -41,7 +41,7 @@ class Config:
     """Everything that defines a run. Defaults are the paper's CIFAR-10-LT IF100 recipe."""
 
     # --- data ---------------------------------------------------------------------------
-    dataset: str = "cifar10"  # cifar10 | cifar100 | imagefolder | splitlist | digits
+    dataset: str = "cifar10"  # one of DATASETS (how each loads: glmc_core.data.datasets)
     data_root: str | None = None  # folder or .zip; None: $GLMC_DATA_ROOT, else ./data
     download: bool = False  # allow torchvision to download CIFAR into data_root
     train_list: str | None = None  # split-list datasets: "relative/path label" per line
@@ -155,8 +155,8 @@ class Config:
         def bad(msg: str):
             raise GLMCError(msg)
 
-        if self.dataset not in ("cifar10", "cifar100", "imagefolder", "splitlist", "digits"):
-            bad(f"unknown dataset {self.dataset!r}; choose cifar10, cifar100, imagefolder, splitlist or digits")
+        if self.dataset not in DATASETS:
+            bad(f"unknown dataset {self.dataset!r}; choose {', '.join(DATASETS[:-1])} or {DATASETS[-1]}")
         if not self.imbalance_factor >= 1:
             bad(f"imbalance factor must be at least 1 (n_max / n_min), got {self.imbalance_factor}")
         if self.method not in METHODS:
@@ -294,6 +294,10 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
         raise GLMCError(f"configuration field {key!r} must be {kind}, got {value!r}") from None
     return value
 
+
+# The data sets' names, here on floor 1 so that a Config validates without importing data (floor 2); how each
+# loads, its classes and channel statistics: glmc_core.data.datasets.DATASETS, keyed by exactly these names.
+DATASETS = ("cifar10", "cifar100", "imagefolder", "splitlist", "digits")
 
 _CIFAR = dict(dataset="cifar10", model="resnet32-wide", epochs=200, batch_size=64, lr=0.01, momentum=0.9,
               weight_decay=5e-3, beta=0.5, augment="cifar", image_size=32)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 
-__all__ = ["GLMCError", "DataNotFound", "MAX_MESSAGE", "interrupts_deferred", "defer_interrupt"]
+__all__ = ["GLMCError", "DataNotFound", "DownloadFailed", "MAX_MESSAGE", "interrupts_deferred", "defer_interrupt"]
 
 MAX_MESSAGE = 2000  # characters: a message quoting a file or a flag can never flood a terminal
 
@@ -33,7 +33,22 @@ class GLMCError(Exception):
 
 class DataNotFound(GLMCError):
     """The data set is not where the config says (a missing folder, zip or file): callers that know where a
-    run's data were before (a resumed run) add that, by type, never by the message's wording."""
+    run's data were before (a resumed run) add that, by type, never by the message's wording.
+
+    The message is ``"<what>; <fix>"``; ``what`` alone (what is missing) is kept for callers that say it in
+    their own words (the notebooks' fallback to the offline digits)."""
+
+    def __init__(self, what: str, fix: str = ""):
+        super().__init__(f"{what}; {fix}" if fix else what)
+        self.what = " ".join(str(what).split()) if fix else str(self)
+
+
+class DownloadFailed(GLMCError):
+    """A download failed (offline, refused, interrupted); ``cause`` is the underlying error in one short line."""
+
+    def __init__(self, message: str, cause: str = ""):
+        super().__init__(message)
+        self.cause = " ".join(str(cause).split()) if cause else str(self)
 
 
 # Ctrl-C and SIGTERM arriving while a checkpoint is written: the CLI's signal handler keeps the interrupt

@@ -38,7 +38,7 @@ import torch
 
 from . import mixing
 from .augment import normalize
-from .data.sources import ArraySplit
+from .data.splits import ArraySplit
 from .data.streams import VIEWS, TensorStream, two_view_batch
 from .methods import METHOD_SPECS, StepContext, step_loss
 from .metrics import summarize

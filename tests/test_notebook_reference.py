@@ -88,19 +88,19 @@ def test_default_folder_is_found_from_the_package(monkeypatch):
 
 
 def test_download_cell_says_offline_in_one_line(tmp_path, monkeypatch, capsys):
-    from glmc_core.data import sources
+    from glmc_core.data import formats
     from glmc_core.errors import GLMCError
 
     def offline(root, *a, **k):
         print("Downloading https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz")  # torchvision's own chatter
         raise GLMCError(f"downloading CIFAR-10 into {root} failed (URLError: no network); download it by hand")
 
-    monkeypatch.setattr(sources, "load_cifar", offline)
+    monkeypatch.setattr(formats, "load_cifar", offline)
     assert setup.download_cifar10(tmp_path, download=False) is None and capsys.readouterr().out == ""
     assert setup.download_cifar10(tmp_path) is None
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "not downloaded" in out and "URLError: no network" in out
-    monkeypatch.setattr(sources, "load_cifar", lambda *a, **k: None)
+    monkeypatch.setattr(formats, "load_cifar", lambda *a, **k: None)
     assert setup.download_cifar10(tmp_path) == str(tmp_path) and "done" in capsys.readouterr().out
     (tmp_path / "cifar-10-batches-py").mkdir()
     assert setup.download_cifar10(tmp_path) == str(tmp_path) and "already" in capsys.readouterr().out

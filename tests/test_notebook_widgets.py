@@ -10,7 +10,7 @@ pytest.importorskip("ipywidgets")
 
 from glmc_core.data import LongTailData  # noqa: E402
 from glmc_core.data.longtail import longtail_counts, shot_groups  # noqa: E402
-from glmc_core.data.sources import ArraySplit  # noqa: E402
+from glmc_core.data.splits import ArraySplit  # noqa: E402
 from glmc_core.losses import alpha_schedule  # noqa: E402
 from glmc_core.notebook import widgets  # noqa: E402
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from glmc_core import cli
 from glmc_core.config import PRESETS, Config, _coerce, get_preset
 from glmc_core.data import parse_split_list
-from glmc_core.data.sources import _inside_root
+from glmc_core.data.formats import _inside_root
 from glmc_core.errors import GLMCError
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -47,7 +47,7 @@ def write(text: str | bytes) -> Path:
 # ------------------------------------------------------------------------------ split lists
 paths = st.text(st.characters(exclude_categories=("Cs",), exclude_characters=LINE_BREAKS), min_size=1,
                 max_size=30).map(str.strip).filter(lambda p: p and not p.startswith("#") and _inside_root(p))
-# (paths that leave the data root, absolute, '..', '~', are refused: tests/test_sources.py)
+# (paths that leave the data root, absolute, '..', '~', are refused: tests/test_formats.py)
 entries = st.lists(st.tuples(paths, st.integers(0, 5000)), min_size=1, max_size=20)
 
 

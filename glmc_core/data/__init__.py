@@ -1,5 +1,10 @@
 """Long-tailed data: sources, the subset by imbalance factor, groups, samplers and batch streams.
 
+Where each concern lives: :mod:`.datasets` (which data sets exist and how each loads), :mod:`.formats` (CIFAR,
+image folders, split lists, digits), :mod:`.index` (listing image-folder trees), :mod:`.cache` (decoding small
+images once), :mod:`.reading` (safe pickles, capped zips and files, RGB images), :mod:`.splits` (what a data set
+is once read), :mod:`.longtail`, :mod:`.samplers`, :mod:`.streams`.
+
 :func:`prepare_data` turns a :class:`~glmc_core.config.Config` into a
 :class:`LongTailData`: the long-tailed training subset, an optional validation split,
 the (balanced) test set, class counts and many/medium/few groups.
@@ -11,31 +16,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..augment import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD
 from ..errors import GLMCError
+from .cache import decode_subsets, decoded_in_memory
+from .datasets import DATASETS, channel_stats, load_source
+from .formats import load_cifar, load_digits, load_image_folder, load_split_list, parse_split_list
+from .index import index_image_folder
 from .longtail import GROUPS, class_counts, longtail_counts, longtail_indices, shot_groups, validation_split
+from .reading import resolve_data_root
 from .samplers import ClassResampler, uniform_batches
-from .sources import (
-    ArraySplit,
-    FileSplit,
-    Source,
-    decode_subsets,
-    index_image_folder,
-    load_cifar,
-    load_digits,
-    load_image_folder,
-    load_split_list,
-    parse_split_list,
-    resolve_data_root,
-)
+from .splits import ArraySplit, FileSplit, Source
 
-__all__ = ["LongTailData", "prepare_data", "load_source", "longtail_counts", "longtail_indices", "class_counts",
-           "shot_groups", "validation_split", "ClassResampler", "uniform_batches", "ArraySplit", "FileSplit",
-           "Source", "load_cifar", "load_image_folder", "index_image_folder", "load_split_list", "parse_split_list",
-           "load_digits", "GROUPS", "resolve_data_root"]
-
-CIFAR100_MEAN = (0.4914, 0.4822, 0.4465)  # the authors' CIFAR-100 statistics
-CIFAR100_STD = (0.2023, 0.1994, 0.2010)
+__all__ = ["LongTailData", "prepare_data", "load_source", "DATASETS", "longtail_counts", "longtail_indices",
+           "class_counts", "shot_groups", "validation_split", "ClassResampler", "uniform_batches", "ArraySplit",
+           "FileSplit", "Source", "load_cifar", "load_image_folder", "index_image_folder", "load_split_list",
+           "parse_split_list", "load_digits", "GROUPS", "resolve_data_root", "decoded_in_memory"]
 
 
 @dataclass
@@ -80,38 +74,6 @@ class LongTailData:
         return "\n".join(lines)
 
 
-def load_source(cfg, progress: bool = True, lazy: bool = False) -> Source:
-    """Read the data set named by ``cfg.dataset`` from ``cfg.data_root``.
-
-    ``lazy``: small images of an image folder (such as the CIFAR-10 zip) whose decoded cache does not
-    exist yet come back as files; :func:`prepare_data` then decodes only the subsets it keeps.
-    """
-    decode = cfg.image_size <= 64
-    if cfg.dataset == "digits":
-        return load_digits(image_size=cfg.image_size)
-    if cfg.dataset in ("cifar10", "cifar100"):
-        return load_cifar(cfg.data_root, 10 if cfg.dataset == "cifar10" else 100, cfg.download, cfg.image_size,
-                          progress, lazy=lazy)
-    if cfg.dataset == "imagefolder":
-        root = resolve_data_root(cfg.data_root)
-        return load_image_folder(root, cfg.image_size, decode=decode, progress=progress, lazy=lazy)
-    if cfg.dataset == "splitlist":
-        return load_split_list(cfg.data_root, cfg.train_list, cfg.test_list, cfg.image_size, decode=decode,
-                               progress=progress)
-    raise GLMCError(f"unknown dataset {cfg.dataset!r}")
-
-
-def _channel_stats(cfg, train) -> tuple[tuple, tuple]:
-    if cfg.dataset == "cifar10":
-        return CIFAR10_MEAN, CIFAR10_STD
-    if cfg.dataset == "cifar100":
-        return CIFAR100_MEAN, CIFAR100_STD
-    if isinstance(train, ArraySplit) and len(train):
-        x = train.images.reshape(-1, 3).astype(np.float64) / 255.0
-        return tuple(x.mean(0).tolist()), tuple(np.maximum(x.std(0), 1e-3).tolist())
-    return IMAGENET_MEAN, IMAGENET_STD
-
-
 def prepare_data(cfg, progress: bool = True) -> LongTailData:
     """Load the source and build the long-tailed subset that ``cfg`` describes.
 
@@ -139,12 +101,12 @@ def prepare_data(cfg, progress: bool = True) -> LongTailData:
         keep = np.sort(np.concatenate([np.flatnonzero(test.labels == c)[: cfg.test_per_class]
                                        for c in range(num_classes)]))
         test = test.subset(keep)
-    if cfg.image_size <= 64 and isinstance(train, FileSplit):  # lazily loaded: decode just these subsets
+    if decoded_in_memory(cfg.image_size) and isinstance(train, FileSplit):  # lazily loaded: decode just these subsets
         subsets = {"train": train, "test": test, **({"val": val} if val is not None else {})}
         decoded = decode_subsets(subsets, cfg.image_size, progress)
         train, test, val = decoded["train"], decoded["test"], decoded.get("val")
     counts = class_counts(train.labels, num_classes)
-    mean, std = _channel_stats(cfg, train)
+    mean, std = channel_stats(cfg, train)
     return LongTailData(src.name, src.classes, train, test, counts,
                         shot_groups(counts, cfg.many_threshold, cfg.few_threshold), mean, std, src.origin, val,
                         list(src.notes))

@@ -18,8 +18,10 @@ from typing import Iterator
 import torch
 
 from ..augment import crop_flip, normalize, random_crop_flip
+from .cache import IN_MEMORY_MAX_SIZE
+from .reading import open_rgb, read_file, read_member
 from .samplers import ClassResampler, uniform_batches
-from .sources import ArraySplit, FileSplit, open_rgb, read_file, read_member
+from .splits import ArraySplit, FileSplit
 
 __all__ = ["TensorStream", "LoaderStream", "make_train_stream", "eval_batches", "two_view_batch", "VIEWS"]
 
@@ -175,7 +177,7 @@ def make_train_stream(data, cfg, device, data_gen, aug_gen, loader: str = "auto"
         loader = "tensor" if isinstance(data.train, ArraySplit) else "dataloader"
     if loader == "tensor":
         if not isinstance(data.train, ArraySplit):
-            raise ValueError("the tensor stream needs decoded images (image_size <= 64)")
+            raise ValueError(f"the tensor stream needs decoded images (image_size <= {IN_MEMORY_MAX_SIZE})")
         return TensorStream(data.train, data.num_classes, cfg, device, data_gen, aug_gen, data.mean, data.std)
     return LoaderStream(data.train, data.num_classes, cfg, device, data_gen, data.mean, data.std)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..config import Config, get_preset, parse_bool
 from ..data import LongTailData, prepare_data
-from ..errors import GLMCError
+from ..errors import DataNotFound, DownloadFailed, GLMCError
 
 __all__ = ["env_flag", "quick_mode", "env_data_root", "notebook_config", "NotebookSetup", "notebook_setup",
            "download_cifar10", "REFERENCE_SET", "reference_runs_dir", "ReferenceRuns", "reference_runs",
@@ -136,10 +136,10 @@ def notebook_setup(quick: bool = True, data_root: str | None = None, runs: str =
                    f"{cfg.device}.")
             return NotebookSetup(cfg, data, msg, f"{'quick' if quick else 'full'}-cifar10")
         reason = "no data root given"
-    except GLMCError as exc:
+    except GLMCError as exc:  # quick mode trains on the digits instead, whatever kept CIFAR-10 from loading
         if not quick:
             raise
-        reason = str(exc).split(";")[0]
+        reason = exc.what if isinstance(exc, DataNotFound) else str(exc)
     return _digits_setup(epochs, common, progress, missing=reason)
 
 
@@ -168,7 +168,7 @@ def download_cifar10(root: str | os.PathLike | None = None, download: bool = Tru
     import io
     import socket
 
-    from ..data.sources import load_cifar
+    from ..data.formats import load_cifar
 
     root = Path(root) if root is not None else Path(__file__).resolve().parents[2] / "data"
     if not download:
@@ -183,7 +183,7 @@ def download_cifar10(root: str | os.PathLike | None = None, download: bool = Tru
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             load_cifar(root, 10, download=True, progress=False, lazy=True)
     except GLMCError as exc:
-        cause = str(exc).split("(", 1)[-1].split(")", 1)[0] if "(" in str(exc) else str(exc)
+        cause = exc.cause if isinstance(exc, DownloadFailed) else str(exc)
         print(f"not downloaded (offline? {cause}): the notebooks show the reference runs from their shipped outputs.")
         return None
     finally:
