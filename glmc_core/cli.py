@@ -89,12 +89,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # The train flags that set one Config field each, by that field (those a resumed run may take first, in the order
-# the --resume help lists them): with --resume, those whose field glmc_core.train.RESUME_OVERRIDES lets a resumed
-# run change may be given (where the run goes on, not how it trains).
-_FLAG_FIELDS = {"device": "device", "data_root": "data_root", "no_progress": "progress", "preset": "preset",
-                "download": "download", "epochs": "epochs", "batch_size": "batch_size", "lr": "lr",
-                "imbalance_factor": "imbalance_factor", "out": "out", "run_name": "run_name", "seed": "seed",
-                "model": "model", "method": "method", "deterministic": "deterministic"}
+# the --resume help lists them). With --resume, only those whose field glmc_core.train.RESUME_OVERRIDES lets a
+# resumed run change may be given: where the run goes on, not how it trains.
+_FLAG_FIELDS = {"device": "device", "data_root": "data_root", "no_progress": "progress", "download": "download",
+                "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "imbalance_factor": "imbalance_factor",
+                "out": "out", "run_name": "run_name", "seed": "seed", "model": "model", "method": "method",
+                "deterministic": "deterministic"}
+
+
+def _flag_fields(args) -> dict:
+    """The fields that the flags of :data:`_FLAG_FIELDS` set, None where not given (a switch sets its field only
+    when given: ``--deterministic`` True, ``--no-progress`` False)."""
+    values = {flag: getattr(args, flag) for flag in _FLAG_FIELDS}
+    return {field: (not flag.startswith("no_") if values[flag] else None) if isinstance(values[flag], bool)
+            else values[flag] for flag, field in _FLAG_FIELDS.items()}
 
 
 def _resume_flags() -> list[str]:
@@ -256,15 +264,7 @@ def _cmd_finetune_maxnorm(args) -> int:
 
 
 def _train_config(args) -> Config:
-    overrides = {"data_root": args.data_root, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                 "imbalance_factor": args.imbalance_factor, "out": args.out, "run_name": args.run_name,
-                 "device": args.device, "seed": args.seed, "model": args.model, "method": args.method}
-    if args.download:
-        overrides["download"] = True
-    if args.deterministic:
-        overrides["deterministic"] = True
-    if args.no_progress:
-        overrides["progress"] = False
+    overrides = _flag_fields(args)
     if args.no_fast or args.reference:
         overrides["fast"] = False
     for key, value in args.set:
@@ -277,13 +277,13 @@ def _train_config(args) -> Config:
 
 def _resume_overrides(args) -> dict:
     """Config changes allowed when resuming; any other flag is refused (it would change the run)."""
-    allowed = {"command", "resume", *_resume_flags()}
-    given = [k for k, v in vars(args).items() if k not in allowed and v != args.default_of(k)]
+    allowed = _resume_flags()
+    given = [k for k, v in vars(args).items() if k not in ("command", "resume", *allowed) and v != args.default_of(k)]
     if given:
         flags = ", ".join("--" + k.replace("_", "-") for k in sorted(given))
         raise GLMCError(f"--resume continues a run with its own settings; drop {flags} (or start a new run)")
-    overrides = {"data_root": args.data_root, "progress": False if args.no_progress else None}
-    return {k: v for k, v in overrides.items() if v is not None}
+    fields = _flag_fields(args)
+    return {f: fields[f] for f in (_FLAG_FIELDS[k] for k in allowed if k in _FLAG_FIELDS) if fields[f] is not None}
 
 
 def _cmd_train(args) -> int:

@@ -131,7 +131,9 @@ def test_resume_allows_where_the_run_goes_on_and_says_so_in_its_help(capsys, mon
 
     parse = cli.build_parser().parse_args
     allowed = ["--device", "cpu", "--data-root", "d", "--no-progress", "--no-fast", "--loader", "auto"]  # auto: default
-    assert cli._resume_overrides(parse(["train", "--resume", "r", *allowed])) == {"data_root": "d", "progress": False}
+    assert cli._resume_overrides(parse(["train", "--resume", "r", *allowed])) == {"device": "cpu", "data_root": "d",
+                                                                                 "progress": False}
+    assert cli._resume_overrides(parse(["train", "--resume", "r"])) == {}
     for flags in (["--epochs", "3"], ["--set", "gamma=2"], ["--loader", "tensor"], ["--reference"]):
         with pytest.raises(GLMCError, match=f"drop {flags[0]} "):
             cli._resume_overrides(parse(["train", "--resume", "r", *flags]))
