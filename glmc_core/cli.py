@@ -80,14 +80,45 @@ _SEED = _number(int, 0, 2**31 - 1)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """``glmc`` and its sub-commands; each sub-command's parser names the function that runs it (``args.func``)."""
     p = _Parser(prog="glmc", description="GLMC long-tailed recognition: train, evaluate, inspect data and presets.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    for add in (_add_train, _add_evaluate, _add_presets, _add_data, _add_analyze, _add_compare, _add_finetune_maxnorm):
+        add(sub)
+    return p
 
+
+# The train flags that set one Config field each, by that field (those a resumed run may take first, in the order
+# the --resume help lists them). With --resume, only those whose field glmc_core.train.RESUME_OVERRIDES lets a
+# resumed run change may be given: where the run goes on, not how it trains.
+_FLAG_FIELDS = {"device": "device", "data_root": "data_root", "no_progress": "progress", "download": "download",
+                "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "imbalance_factor": "imbalance_factor",
+                "out": "out", "run_name": "run_name", "seed": "seed", "model": "model", "method": "method",
+                "deterministic": "deterministic"}
+
+
+def _flag_fields(args) -> dict:
+    """The fields that the flags of :data:`_FLAG_FIELDS` set, None where not given (a switch sets its field only
+    when given: ``--deterministic`` True, ``--no-progress`` False)."""
+    values = {flag: getattr(args, flag) for flag in _FLAG_FIELDS}
+    return {field: (not flag.startswith("no_") if values[flag] else None) if isinstance(values[flag], bool)
+            else values[flag] for flag, field in _FLAG_FIELDS.items()}
+
+
+def _resume_flags() -> list[str]:
+    """The train flags a resumed run may take: those of :data:`_FLAG_FIELDS` whose field may change, and
+    ``no_fast``, which picks the step that continues the run (``fit``'s ``fast``), not a config field."""
+    from .train import RESUME_OVERRIDES
+
+    return [flag for flag, field in _FLAG_FIELDS.items() if field in RESUME_OVERRIDES] + ["no_fast"]
+
+
+def _add_train(sub) -> None:
     t = sub.add_parser("train", help="train a preset (or resume a run)")
     t.add_argument("--preset", help="a preset name (see 'glmc presets')")
     t.add_argument("--resume", metavar="RUN_DIR",
-                   help="continue a run from its last checkpoint (only --device, --data-root, --no-progress may "
-                        "be given with it)")
+                   help="continue a run from its last checkpoint (only "
+                        f"{', '.join('--' + f.replace('_', '-') for f in _resume_flags())} may be given with it)")
     t.add_argument("--data-root", help="data folder or .zip (default: $GLMC_DATA_ROOT or ./data)")
     t.add_argument("--download", action="store_true", help="let torchvision download CIFAR into the data root")
     t.add_argument("--epochs", type=int)
@@ -112,7 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.add_argument("--set", type=_kv, action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set gamma=2 --set val_fraction=0.1")
+    t.set_defaults(func=_cmd_train, default_of=t.get_default)  # default_of: what --resume checks flags against
 
+
+def _add_evaluate(sub) -> None:
     e = sub.add_parser("evaluate", help="evaluate a checkpoint on its data set's test split")
     e.add_argument("--checkpoint", required=True, help="a run folder (its checkpoint.pt), best.pt or checkpoint.pt")
     e.add_argument("--data-root", help="where the data set is now, if it moved")
@@ -120,14 +154,23 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
     e.add_argument("--logit-adjust", type=_number(float, 0), metavar="TAU",
                    help="also score argmax(z - TAU*log prior) (post-hoc logit adjustment), side by side")
+    e.set_defaults(func=_cmd_evaluate)
 
-    sub.add_parser("presets", help="list the presets and their settings")
 
+def _add_presets(sub) -> None:
+    sub.add_parser("presets", help="list the presets and their settings").set_defaults(func=_cmd_presets)
+
+
+def _add_data(sub) -> None:
     d = sub.add_parser("data", help="per-class counts, imbalance factor and groups of a preset's data set")
     d.add_argument("--preset", required=True)
     d.add_argument("--data-root")
     d.add_argument("--imbalance-factor", type=float)
-    # --- glmc analyze (figures and tables of finished runs; see glmc_core/report.py) ---
+    d.set_defaults(func=_cmd_data)
+
+
+def _add_analyze(sub) -> None:
+    """``glmc analyze``: figures and tables of finished runs (see glmc_core/report.py)."""
     a = sub.add_parser("analyze", help="figures (PNG) and a results table for one or more run folders")
     a.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders written by 'glmc train'")
     a.add_argument("--out", help="where to write the figures (default: RUN_DIR/analysis for one run, "
@@ -139,8 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test images in each UMAP (a random subsample; at least 10)")
     a.add_argument("--data-root", help="where the data set is now, if it moved")
     a.add_argument("--device", default="auto")
-    _add_beyond_commands(sub)
-    return p
+    a.set_defaults(func=_cmd_analyze)
 
 
 def _cmd_analyze(args) -> int:
@@ -159,8 +201,8 @@ def _cmd_analyze(args) -> int:
 
 
 
-# --- beyond the paper: method comparisons and MaxNorm fine-tuning (glmc_core.extras) -------
-def _add_beyond_commands(sub) -> None:
+def _add_compare(sub) -> None:
+    """``glmc compare`` (beyond the paper, glmc_core.extras.compare)."""
     c = sub.add_parser("compare", help="train several methods on one preset and tabulate/plot the results")
     c.add_argument("--preset", required=True)
     c.add_argument("--set-name", default="ablation", help="ablation | baselines | all (default: ablation)")
@@ -174,7 +216,11 @@ def _add_beyond_commands(sub) -> None:
     c.add_argument("--device")
     c.add_argument("--set", type=_kv, action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field for every method, e.g. --set model=resnet8")
+    c.set_defaults(func=_cmd_compare)
 
+
+def _add_finetune_maxnorm(sub) -> None:
+    """``glmc finetune-maxnorm`` (beyond the paper, glmc_core.extras.maxnorm)."""
     m = sub.add_parser("finetune-maxnorm", help="fine-tune a run's classifier with weight decay + MaxNorm")
     m.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder")
     m.add_argument("--epochs", type=_number(int, 1), default=10)
@@ -191,6 +237,7 @@ def _add_beyond_commands(sub) -> None:
     m.add_argument("--device")
     m.add_argument("--seed", type=_SEED, default=0)
     m.add_argument("--data-root", help="where the run's data set is (default: $GLMC_DATA_ROOT or ./data)")
+    m.set_defaults(func=_cmd_finetune_maxnorm)
 
 
 def _cmd_compare(args) -> int:
@@ -214,19 +261,10 @@ def _cmd_finetune_maxnorm(args) -> int:
     print(_table({"before": r.summary["before"], f"MaxNorm (δ={r.delta:.3g})": r.summary["after"]}))
     print(f"written: {r.out_dir}")
     return 0
-# --- end of beyond-the-paper commands ----------------------------------------------------------------------------
 
 
 def _train_config(args) -> Config:
-    overrides = {"data_root": args.data_root, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                 "imbalance_factor": args.imbalance_factor, "out": args.out, "run_name": args.run_name,
-                 "device": args.device, "seed": args.seed, "model": args.model, "method": args.method}
-    if args.download:
-        overrides["download"] = True
-    if args.deterministic:
-        overrides["deterministic"] = True
-    if args.no_progress:
-        overrides["progress"] = False
+    overrides = _flag_fields(args)
     if args.no_fast or args.reference:
         overrides["fast"] = False
     for key, value in args.set:
@@ -237,19 +275,15 @@ def _train_config(args) -> Config:
     return cfg.authors_quirks() if args.authors_quirks else cfg
 
 
-# With --resume only these flags may be given: where the run goes on, not how it trains.
-_RESUME_FLAGS = {"resume", "device", "data_root", "no_progress", "no_fast", "command"}
-
-
 def _resume_overrides(args) -> dict:
     """Config changes allowed when resuming; any other flag is refused (it would change the run)."""
-    defaults = build_parser().parse_args(["train"])
-    given = [k for k, v in vars(args).items() if k not in _RESUME_FLAGS and v != getattr(defaults, k, None)]
+    allowed = _resume_flags()
+    given = [k for k, v in vars(args).items() if k not in ("command", "resume", *allowed) and v != args.default_of(k)]
     if given:
         flags = ", ".join("--" + k.replace("_", "-") for k in sorted(given))
         raise GLMCError(f"--resume continues a run with its own settings; drop {flags} (or start a new run)")
-    overrides = {"data_root": args.data_root, "progress": False if args.no_progress else None}
-    return {k: v for k, v in overrides.items() if v is not None}
+    fields = _flag_fields(args)
+    return {f: fields[f] for f in (_FLAG_FIELDS[k] for k in allowed if k in _FLAG_FIELDS) if fields[f] is not None}
 
 
 def _cmd_train(args) -> int:
@@ -385,10 +419,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
-        handler = {"train": _cmd_train, "evaluate": _cmd_evaluate, "presets": _cmd_presets, "data": _cmd_data,
-                   "analyze": _cmd_analyze,
-                   "compare": _cmd_compare, "finetune-maxnorm": _cmd_finetune_maxnorm}
-        status = handler[args.command](args)
+        status = args.func(args)
         sys.stdout.flush()  # a closed pipe shows up here, inside the handler below, not at exit
         return status
     except BrokenPipeError:

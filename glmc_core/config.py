@@ -18,22 +18,54 @@ from .errors import GLMCError
 __all__ = ["Config", "PRESETS", "METHODS", "get_preset", "describe_preset", "check_run_name"]
 
 # Methods: GLMC, its ablations, and simple baselines on the same pipeline.
-METHODS = {
-    "glmc": "GLMC: global+local mixtures, consistency loss, cumulative re-balancing",
-    "glmc-no-consistency": "GLMC without the consistency loss (γ = 0), mixtures and re-balancing kept",
-    "glmc-no-cumulative": "GLMC without cumulative re-balancing (α ≡ 1, fc only), mixtures and consistency kept",
-    "cumulative-only": "no mixtures, no consistency: plain batches with cumulative fc/fc_cb re-balancing",
-    "ce": "plain cross-entropy on the uniform batch (fc)",
-    "mixup": "MixUp within the uniform batch, cross-entropy (fc)",
-    "cutmix": "CutMix within the uniform batch, cross-entropy (fc)",
-    # --- beyond the paper (docs/methods.md) ---
-    "glmc-bs": "GLMC + Balanced Softmax: the re-balanced branch trains on logits + log n_c (Ren et al. 2020)",
-    "balanced-softmax": "Balanced Softmax: cross-entropy on logits + log n_c (Ren et al. 2020)",
-    "cb-ce": "cross-entropy re-weighted by the effective number, w_c ∝ (1−β)/(1−β^n_c) (Cui et al. 2019)",
-    "focal": "softmax focal loss, −(1−p_y)^γ log p_y (Lin et al. 2017)",
-    "cb-focal": "focal loss re-weighted by the effective number (Cui et al. 2019)",
-    "ldam-drw": "LDAM margins on a cosine classifier, deferred re-weighting at drw_start (Cao et al. 2019)",
+@dataclass(frozen=True)
+class MethodSpec:
+    """One entry of the method registry, :data:`METHOD_SPECS`: everything about a method, as plain data.
+
+    The registry lives here, on floor 1 beside the :class:`Config` that names a method, so a config is
+    checked without importing the floors above; :mod:`glmc_core.methods` (floor 3) writes each step
+    loss under the name an entry gives in ``loss`` and reads the rest when it builds the model
+    (``inference_head``, ``classifier``) and each epoch's step context (``ce_weights``).
+    """
+
+    description: str  # one line, for people (notebook 07, docs/methods.md)
+    loss: str  # its step loss: a key of glmc_core.methods.STEP_LOSSES
+    inference_head: str = "fc"  # "fc_cb" (re-balanced) or "fc"
+    cumulative: bool = False  # does α move weight from fc to fc_cb?
+    classifier: str = "linear"  # "linear" or "cosine" (LDAM's NormedLinear as fc)
+    ce_weights: str | None = None  # per-class loss weights: "cb" (effective number) | "drw" (deferred) | None
+    fast: bool = False  # does the fast path (glmc_core.fast) serve it? (its context holds no per-epoch extras)
+    partner: bool = False  # does each step draw an in-batch partner permutation (MixUp / CutMix baselines)?
+
+
+_GLMC = dict(inference_head="fc_cb", cumulative=True)  # both heads trained, fc_cb predicts
+
+METHOD_SPECS: dict[str, MethodSpec] = {
+    "glmc": MethodSpec("GLMC: global+local mixtures, consistency loss, cumulative re-balancing", "glmc", **_GLMC,
+                       fast=True),
+    "glmc-no-consistency": MethodSpec("GLMC without the consistency loss (γ = 0), mixtures and re-balancing kept",
+                                      "glmc-no-consistency", **_GLMC, fast=True),
+    "glmc-no-cumulative": MethodSpec("GLMC without cumulative re-balancing (α ≡ 1, fc only), mixtures and "
+                                     "consistency kept", "glmc-no-cumulative", fast=True),
+    "cumulative-only": MethodSpec("no mixtures, no consistency: plain batches with cumulative fc/fc_cb re-balancing",
+                                  "cumulative-only", **_GLMC, fast=True),
+    "ce": MethodSpec("plain cross-entropy on the uniform batch (fc)", "ce", fast=True),
+    "mixup": MethodSpec("MixUp within the uniform batch, cross-entropy (fc)", "mixup", partner=True),
+    "cutmix": MethodSpec("CutMix within the uniform batch, cross-entropy (fc)", "cutmix", partner=True),
+    # --- beyond the paper (docs/methods.md; glmc_core.longtail_losses) ---
+    "glmc-bs": MethodSpec("GLMC + Balanced Softmax: the re-balanced branch trains on logits + log n_c (Ren et al. "
+                          "2020)", "glmc-bs", **_GLMC),
+    "balanced-softmax": MethodSpec("Balanced Softmax: cross-entropy on logits + log n_c (Ren et al. 2020)",
+                                   "balanced-softmax"),
+    "cb-ce": MethodSpec("cross-entropy re-weighted by the effective number, w_c ∝ (1−β)/(1−β^n_c) (Cui et al. 2019)",
+                        "weighted-ce", ce_weights="cb"),
+    "focal": MethodSpec("softmax focal loss, −(1−p_y)^γ log p_y (Lin et al. 2017)", "focal"),
+    "cb-focal": MethodSpec("focal loss re-weighted by the effective number (Cui et al. 2019)", "focal",
+                           ce_weights="cb"),
+    "ldam-drw": MethodSpec("LDAM margins on a cosine classifier, deferred re-weighting at drw_start (Cao et al. "
+                           "2019)", "ldam", classifier="cosine", ce_weights="drw"),
 }
+METHODS = {name: spec.description for name, spec in METHOD_SPECS.items()}  # name: description
 
 
 @dataclass
@@ -58,7 +90,7 @@ class Config:
     model: str = "resnet32-wide"  # see glmc_core.models.MODELS
     proj_dim: int = 128  # width of the projection / prediction heads
     # --- method -------------------------------------------------------------------------
-    method: str = "glmc"  # see METHODS
+    method: str = "glmc"  # see METHOD_SPECS
     beta: float = 0.5  # λ ~ Beta(β, β)
     authors_beta: bool = False  # the authors' code ignores β and draws λ ~ Beta(1, 1)
     cutmix_label: str = "area"  # local-mixture label weight: "area" (clipped box) | "lambda" (authors)

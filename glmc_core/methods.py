@@ -7,6 +7,11 @@ and :mod:`glmc_core.losses`; this module only wires them together, once for ever
 reference step hands it host values and plain model calls, the fast path
 (:mod:`glmc_core.fast`) device tensors and its own forward (bf16, channels_last, both mixtures
 in one batch) under a captured graph.
+
+The method registry, :data:`METHOD_SPECS` (re-exported here), is plain data in :mod:`glmc_core.config`
+(floor 1), so a :class:`~glmc_core.config.Config` is checked without this module; each entry names
+its step loss, a key of :data:`STEP_LOSSES`, and says how its model is built and which per-class
+loss weights its epochs use (:func:`build_method_model`, :func:`method_extras`).
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ import torch
 
 from . import longtail_losses as ltl
 from . import mixing
+from .config import METHOD_SPECS, MethodSpec
 from .losses import glmc_loss, soft_cross_entropy
 
-__all__ = ["StepContext", "METHOD_SPECS", "MethodSpec", "Forward", "separate_forward", "step_loss", "method_extras",
-           "build_method_model"]
+__all__ = ["StepContext", "METHOD_SPECS", "MethodSpec", "STEP_LOSSES", "Forward", "separate_forward", "step_loss",
+           "method_extras", "build_method_model"]
 
 # forward(model, batches) -> one output dict per batch; how the network is run is the caller's business
 Forward = Callable[[torch.nn.Module, Sequence[torch.Tensor]], list]
@@ -130,22 +136,14 @@ def _balanced_softmax(model, b, ctx):
     return _single(ltl.balanced_softmax_loss(_logits(model, b["x_u1"], ctx), b["y_u"], ctx.class_counts))
 
 
-def _focal_like(model, b, ctx, gamma: float, weighted: bool):
-    """Focal loss (γ > 0) or cross-entropy (γ = 0), re-weighted by ``ctx.ce_weights`` when ``weighted``."""
-    weights = ctx.ce_weights if weighted else None
-    return _single(ltl.focal_loss(_logits(model, b["x_u1"], ctx), b["y_u"], gamma, weights))
-
-
-def _cb_ce(model, b, ctx):
-    return _focal_like(model, b, ctx, 0.0, True)
+def _weighted_ce(model, b, ctx):
+    """Cross-entropy re-weighted by ``ctx.ce_weights`` (the focal loss with γ = 0)."""
+    return _single(ltl.focal_loss(_logits(model, b["x_u1"], ctx), b["y_u"], 0.0, ctx.ce_weights))
 
 
 def _focal(model, b, ctx):
-    return _focal_like(model, b, ctx, ctx.focal_gamma, False)
-
-
-def _cb_focal(model, b, ctx):
-    return _focal_like(model, b, ctx, ctx.focal_gamma, True)
+    """Focal loss, re-weighted by ``ctx.ce_weights`` where the method has them (``cb-focal``)."""
+    return _single(ltl.focal_loss(_logits(model, b["x_u1"], ctx), b["y_u"], ctx.focal_gamma, ctx.ce_weights))
 
 
 def _ldam_drw(model, b, ctx):
@@ -153,31 +151,17 @@ def _ldam_drw(model, b, ctx):
     return _single(ltl.ldam_loss(logits, b["y_u"], ctx.ldam_margins, ctx.ldam_scale, ctx.ce_weights))
 
 
-@dataclass(frozen=True)
-class MethodSpec:
-    loss: Callable
-    inference_head: str  # "fc_cb" (re-balanced) or "fc"
-    cumulative: bool  # does α move weight from fc to fc_cb?
-    classifier: str = "linear"  # "linear" or "cosine" (LDAM's NormedLinear as fc)
-    fast: bool = False  # does the fast path (glmc_core.fast) serve it? (its context holds no per-epoch extras)
-    partner: bool = False  # does each step draw an in-batch partner permutation (MixUp / CutMix baselines)?
+# The step losses that METHOD_SPECS entries name (glmc_core.config holds the registry, on floor 1).
+STEP_LOSSES: dict[str, Callable] = {
+    "glmc": _glmc_full, "glmc-no-consistency": _glmc_no_consistency, "glmc-no-cumulative": _glmc_no_cumulative,
+    "cumulative-only": _cumulative_only, "ce": _ce, "mixup": _mixup, "cutmix": _cutmix, "glmc-bs": _glmc_bs,
+    "balanced-softmax": _balanced_softmax, "weighted-ce": _weighted_ce, "focal": _focal, "ldam": _ldam_drw,
+}
 
-
-METHOD_SPECS: dict[str, MethodSpec] = {
-    "glmc": MethodSpec(_glmc_full, "fc_cb", True, fast=True),
-    "glmc-no-consistency": MethodSpec(_glmc_no_consistency, "fc_cb", True, fast=True),
-    "glmc-no-cumulative": MethodSpec(_glmc_no_cumulative, "fc", False, fast=True),
-    "cumulative-only": MethodSpec(_cumulative_only, "fc_cb", True, fast=True),
-    "ce": MethodSpec(_ce, "fc", False, fast=True),
-    "mixup": MethodSpec(_mixup, "fc", False, partner=True),
-    "cutmix": MethodSpec(_cutmix, "fc", False, partner=True),
-    # --- beyond the paper: a GLMC variant and long-tail baselines (glmc_core.longtail_losses) ---
-    "glmc-bs": MethodSpec(_glmc_bs, "fc_cb", True),
-    "balanced-softmax": MethodSpec(_balanced_softmax, "fc", False),
-    "cb-ce": MethodSpec(_cb_ce, "fc", False),
-    "focal": MethodSpec(_focal, "fc", False),
-    "cb-focal": MethodSpec(_cb_focal, "fc", False),
-    "ldam-drw": MethodSpec(_ldam_drw, "fc", False, "cosine"),
+# Per-class loss weights by an entry's ``ce_weights``, for (0-based) ``epoch``.
+_CE_WEIGHTS: dict[str, Callable] = {
+    "cb": lambda cfg, counts, epoch: ltl.cb_weights_effective_number(counts, cfg.cb_beta),
+    "drw": lambda cfg, counts, epoch: ltl.drw_weights(epoch, cfg.epochs, counts, cfg.cb_beta, cfg.drw_start),
 }
 
 
@@ -188,12 +172,8 @@ def method_extras(cfg, class_counts, epoch: int, device) -> dict:
     until ``drw_start·epochs``, then the class-balanced weights (deferred re-weighting).
     """
     counts = torch.as_tensor(class_counts, dtype=torch.float32)
-    if cfg.method == "ldam-drw":
-        weights = ltl.drw_weights(epoch, cfg.epochs, counts, cfg.cb_beta, cfg.drw_start)
-    elif cfg.method in ("cb-ce", "cb-focal"):
-        weights = ltl.cb_weights_effective_number(counts, cfg.cb_beta)
-    else:
-        weights = None
+    kind = METHOD_SPECS[cfg.method].ce_weights
+    weights = None if kind is None else _CE_WEIGHTS[kind](cfg, counts, epoch)
     return {"class_counts": counts.to(device), "ce_weights": None if weights is None else weights.to(device),
             "focal_gamma": cfg.focal_gamma, "ldam_margins": ltl.ldam_margins(counts, cfg.ldam_max_margin).to(device),
             "ldam_scale": cfg.ldam_scale}
@@ -212,4 +192,4 @@ def build_method_model(cfg, num_classes: int):
 
 def step_loss(method: str, model, batch: dict, ctx: StepContext):
     """``(loss, terms)`` of ``method`` for one batch."""
-    return METHOD_SPECS[method].loss(model, batch, ctx)
+    return STEP_LOSSES[METHOD_SPECS[method].loss](model, batch, ctx)

@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from glmc_core import cli
 from glmc_core.cli import _evaluation_checkpoint
 from glmc_core.config import PRESETS, get_preset
 from glmc_core.data import prepare_data
+from glmc_core.errors import GLMCError
 
 REPO = Path(__file__).resolve().parents[1]
 METRIC_KEYS = {"epoch", "top1", "many", "medium", "few", "loss_c", "loss_cb", "loss_sim", "total", "alpha", "seconds"}
@@ -112,6 +114,34 @@ def test_bad_input_is_one_line_error_with_status_2(case, bad_input_results, tmp_
     assert lines[0].startswith("glmc: error: "), err
     assert expected in lines[0], err
     assert status == 2, err
+
+
+# ---------------------------------------------------------------------------------- the parser
+@pytest.mark.parametrize("argv,func", [
+    (["train"], "_cmd_train"), (["evaluate", "--checkpoint", "x"], "_cmd_evaluate"), (["presets"], "_cmd_presets"),
+    (["data", "--preset", "x"], "_cmd_data"), (["analyze", "x"], "_cmd_analyze"),
+    (["compare", "--preset", "x"], "_cmd_compare"), (["finetune-maxnorm", "x"], "_cmd_finetune_maxnorm")])
+def test_each_sub_command_names_the_function_that_runs_it(argv, func):
+    args = cli.build_parser().parse_args(argv)
+    assert args.command == argv[0] and args.func is getattr(cli, func)
+
+
+def test_resume_allows_where_the_run_goes_on_and_says_so_in_its_help(capsys, monkeypatch):
+    from glmc_core.train import RESUME_OVERRIDES
+
+    parse = cli.build_parser().parse_args
+    allowed = ["--device", "cpu", "--data-root", "d", "--no-progress", "--no-fast", "--loader", "auto"]  # auto: default
+    assert cli._resume_overrides(parse(["train", "--resume", "r", *allowed])) == {"device": "cpu", "data_root": "d",
+                                                                                 "progress": False}
+    assert cli._resume_overrides(parse(["train", "--resume", "r"])) == {}
+    for flags in (["--epochs", "3"], ["--set", "gamma=2"], ["--loader", "tensor"], ["--reference"]):
+        with pytest.raises(GLMCError, match=f"drop {flags[0]} "):
+            cli._resume_overrides(parse(["train", "--resume", "r", *flags]))
+    monkeypatch.setenv("COLUMNS", "1000")  # the --resume help on one line
+    with pytest.raises(SystemExit):
+        parse(["train", "--help"])
+    assert "(only --device, --data-root, --no-progress, --no-fast may be given with it)" in capsys.readouterr().out
+    assert {cli._FLAG_FIELDS[f] for f in cli._resume_flags() if f != "no_fast"} <= set(RESUME_OVERRIDES)
 
 
 # ------------------------------------------------------------------------------ presets, data

@@ -9,7 +9,7 @@ import torch
 from glmc_core import mixing
 from glmc_core.config import METHODS
 from glmc_core.losses import glmc_loss
-from glmc_core.methods import METHOD_SPECS, StepContext, step_loss
+from glmc_core.methods import METHOD_SPECS, STEP_LOSSES, StepContext, step_loss
 
 C, B, H = 4, 6, 8
 WEIGHTS = mixing.class_weights([40, 12, 5, 2], 1.2)
@@ -51,6 +51,14 @@ def test_the_registry_covers_every_method_and_says_what_the_fast_path_serves():
         assert spec.cumulative == (spec.inference_head == "fc_cb"), name  # what α trains is what predicts
         assert not (spec.fast and spec.partner), name  # in-batch partners are drawn on the host: reference only
     assert {m for m, s in METHOD_SPECS.items() if s.fast} >= {"glmc", "ce"}
+
+
+def test_each_registry_entry_names_a_step_loss_and_says_how_its_model_is_built():
+    assert {s.loss for s in METHOD_SPECS.values()} == set(STEP_LOSSES)  # every loss named, none left over
+    for name, spec in METHOD_SPECS.items():
+        assert spec.inference_head in ("fc", "fc_cb") and spec.classifier in ("linear", "cosine"), name
+        assert spec.ce_weights in (None, "cb", "drw"), name
+        assert METHODS[name] == spec.description  # config.METHODS is derived from the one registry
 
 
 def test_the_glmc_step_hands_its_forward_both_mixtures_and_scores_the_four_targets():
