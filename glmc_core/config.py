@@ -15,7 +15,8 @@ from typing import Any
 
 from .errors import GLMCError
 
-__all__ = ["Config", "PRESETS", "METHODS", "get_preset", "describe_preset", "check_run_name"]
+__all__ = ["Config", "PRESETS", "METHODS", "METHOD_SPECS", "MethodSpec", "DATASETS", "get_preset", "describe_preset",
+           "check_run_name", "parse_bool"]
 
 # Methods: GLMC, its ablations, and simple baselines on the same pipeline.
 @dataclass(frozen=True)
