@@ -16,10 +16,10 @@ class shuffled with ``subset_seed`` 0 and its first n_i kept (5000 2997 1796 107
 subset zip every class holds exactly its n_i images, so glmc keeps all of them in the same order whatever its
 shuffle, PROVIDED ``n_max=5000`` is given: unset, it would mean the subset zip's smallest class (50 images).
 ``gpu_check.sh`` passes it to every step (``--set n_max=5000``, ``bench_speed.py --n-max 5000``);
-tests/test_gpu_check.py checks that the images and labels glmc loads from both zips are identical.
+tests/test_repo_gpu_check.py checks that the images and labels glmc loads from both zips are identical.
 
 The budget (BUDGET, 56 MiB) keeps 8 MiB of the 64 to spare for the reference runs still to come;
-tests/test_gpu_check.py fails when the tracked tree and this zip together exceed it. ``prepare`` reports
+tests/test_repo_gpu_check.py fails when the tracked tree and this zip together exceed it. ``prepare`` reports
 what would travel now (tracked and untracked files that git does not ignore, and ``device_data/``) and fails
 when it reaches the 64 MiB.
 """
@@ -153,7 +153,7 @@ def prepare(full_zip: str | os.PathLike) -> int:
         return 2
     if total > BUDGET:
         print(f"gpu_check: warning: less than {mib(CARRY_LIMIT - BUDGET)} to spare (the budget is {mib(BUDGET)}; "
-              f"tests/test_gpu_check.py fails): slim the finished reference runs (reference_runs/README.md)",
+              f"tests/test_repo_gpu_check.py fails): slim the finished reference runs (reference_runs/README.md)",
               file=sys.stderr)
     return 0
 

@@ -1,7 +1,7 @@
 """Long-tail losses beyond the paper, as small pure functions (tensors in, tensors out).
 
 Each is the formula of its source, written out so that a test can check it against a
-direct computation (``tests/test_methods_extra.py``) and ``docs/methods.md`` can cite it:
+direct computation (``tests/test_longtail_losses.py``) and ``docs/methods.md`` can cite it:
 
 * :func:`balanced_softmax_loss`: Ren et al., NeurIPS 2020: cross-entropy on ``z + log n_c``.
 * :func:`cb_weights_effective_number`: Cui et al., CVPR 2019: ``w_c ∝ (1−β)/(1−β^{n_c})``.

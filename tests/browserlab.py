@@ -1,4 +1,4 @@
-"""JupyterLab served on localhost and driven in headless Chromium: the helpers behind ``test_browser.py``.
+"""JupyterLab served on localhost and driven in headless Chromium: the helpers behind ``test_e2e_browser.py``.
 
 Everything waits a bounded time and fails with :class:`NeverReady` naming what never appeared,
 so a broken page ends the test instead of hanging CI. The server gets a random token, a free
@@ -95,7 +95,7 @@ def prepare_notebook(src: Path, dst: Path, params: str = "") -> int:
         if cell.get("cell_type") == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
             cells.insert(i + 1, {"cell_type": "code", "execution_count": None, "id": "injected-parameters",
                                  "metadata": {"tags": ["injected-parameters"]}, "outputs": [],
-                                 "source": "\n".join(["QUICK = True  # injected by tests/test_browser.py",
+                                 "source": "\n".join(["QUICK = True  # injected by tests/test_e2e_browser.py",
                                                       *(x.strip() for x in re.split(r"[;\n]", params) if x.strip())])})
             break
     dst.parent.mkdir(parents=True, exist_ok=True)

@@ -47,7 +47,7 @@ def write(text: str | bytes) -> Path:
 # ------------------------------------------------------------------------------ split lists
 paths = st.text(st.characters(exclude_categories=("Cs",), exclude_characters=LINE_BREAKS), min_size=1,
                 max_size=30).map(str.strip).filter(lambda p: p and not p.startswith("#") and _inside_root(p))
-# (paths that leave the data root, absolute, '..', '~', are refused: tests/test_formats.py)
+# (paths that leave the data root, absolute, '..', '~', are refused: tests/test_data_formats.py)
 entries = st.lists(st.tuples(paths, st.integers(0, 5000)), min_size=1, max_size=20)
 
 

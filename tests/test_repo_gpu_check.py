@@ -3,7 +3,7 @@ the budget, and the subset zip gives glmc exactly the images and labels of the w
 
 The device tool carries the working tree and ``device_data/`` together, at most 64 MiB; the budget is 56 MiB, so
 that 8 MiB stay free for the reference runs still to come (reference_runs/README.md says what a finished run
-keeps). The smoke run of gpu_check.sh itself is in test_benchmarks.py.
+keeps). The smoke run of gpu_check.sh itself is in test_repo_benchmarks.py.
 """
 
 from __future__ import annotations
