@@ -710,16 +710,15 @@ EXERCISES: dict[str, Exercise] = {e.key: e for e in [
               "the uniform image's share of the local label is the part of the image the box does not cover: "
               "1 − (y1 − y0)·(x1 − x0)/(H·W)", "clipped boxes, λ = 0 and 1, an empty box"),
     _function("02.4", "the re-weighted soft labels", "my_reweighted_labels", _reweighted_reference,
-              "the package's p_g_w (glmc_core.mixing.glmc_targets)", _reweighted_cases,
-              _REWEIGHTED_MISTAKES, "row i is weight·w[y_u[i]] on class y_u[i] plus (1 − weight)·w[y_r[i]] on class "
-              "y_r[i], zeros elsewhere", "weight = 0 and 1, pairs of the same class, absent classes"),
+              "the package's p_g_w (glmc_core.mixing.glmc_targets)", _reweighted_cases, _REWEIGHTED_MISTAKES,
+              "row i is weight·w[y_u[i]] on class y_u[i] plus (1 − weight)·w[y_r[i]] on class y_r[i], zeros elsewhere",
+              "weight = 0 and 1, pairs of the same class, absent classes"),
     _value("03.1", "two-class weights", "W_TWO_CLASSES", _two_class_weights,
            "w_c is proportional to 1 / n_c, and the two weights add up to 2", tol=1e-3),
     _function("03.2", "the GLMC loss", "my_glmc_loss", _loss_reference, "glmc_core.losses.glmc_loss", _loss_cases,
               _LOSS_MISTAKES, "L = α·½(CE(fc_g, p_g) + CE(fc_l, p_l)) + (1−α)·½(CE(fc_cb_g, p_g_w) + "
               "CE(fc_cb_l, p_l_w)) + γ·(−cos(u_g, sg(h_l)) − cos(u_l, sg(h_g))), each term a mean over the batch",
-              "the loss and the gradient reaching each of the eight inputs; α = 0 and 1, γ = 0",
-              observe=_observe_loss),
+              "the loss and the gradient reaching each of the eight inputs; α = 0 and 1, γ = 0", observe=_observe_loss),
     _value("04.1", "α crosses 0.5", "answer_1", _alpha_half,
            "the answer is the first epoch T (counting from 0) at which the paper's α is ≤ 0.5 for T_max = 200"),
     _function("04.2", "the α schedule", "my_alpha", _alpha_reference, "glmc_core.losses.alpha_schedule(..., 'paper')",
