@@ -11,17 +11,11 @@ import pytest
 import torch
 
 from glmc_core import checkpoint as ckpt
-from glmc_core.checkpoint import (
-    FORMAT,
-    check_compatible,
-    load_checkpoint,
-    open_run,
-    remove_stale_temporaries,
-    require_training_state,
-    save_checkpoint,
-)
+from glmc_core import runs
+from glmc_core.checkpoint import FORMAT, check_compatible, load_checkpoint, require_training_state, save_checkpoint
 from glmc_core.config import get_preset
 from glmc_core.errors import GLMCError
+from glmc_core.runs import open_run, remove_stale_temporaries
 from glmc_core.train import build_state
 
 
@@ -253,7 +247,7 @@ def test_slim_finished_run_keeps_the_final_weights_and_drops_the_training_state(
     counts, epoch and history, without the optimiser and the generators' states, and no best.pt."""
     full = load_checkpoint(slim_run)
     mode = (slim_run / "checkpoint.pt").stat().st_mode
-    r = ckpt.slim_finished_run(slim_run)
+    r = runs.slim_finished_run(slim_run)
     assert r["removed"] == ["best.pt"] and r["after"] < r["before"]
     assert sorted(p.name for p in slim_run.iterdir()) == ["checkpoint.pt", "config.json", "metrics.jsonl",
                                                          "summary.json"]
@@ -265,7 +259,7 @@ def test_slim_finished_run_keeps_the_final_weights_and_drops_the_training_state(
     for name, w in full["model"].items():
         assert torch.equal(slim["model"][name], w), name
     assert (slim_run / "checkpoint.pt").stat().st_mode == mode
-    again = ckpt.slim_finished_run(slim_run)  # a second time changes nothing
+    again = runs.slim_finished_run(slim_run)  # a second time changes nothing
     assert again["removed"] == [] and again["before"] == again["after"] == r["after"]
     assert load_checkpoint(slim_run)["epoch"] == full["epoch"]
 
@@ -274,11 +268,11 @@ def test_slim_finished_run_refuses_an_unfinished_run(slim_run):
     (slim_run / "summary.json").unlink()
     before = sorted((p.name, p.stat().st_size) for p in slim_run.iterdir())
     with pytest.raises(GLMCError, match="no summary.json: an unfinished run keeps its whole checkpoint"):
-        ckpt.slim_finished_run(slim_run)
+        runs.slim_finished_run(slim_run)
     assert sorted((p.name, p.stat().st_size) for p in slim_run.iterdir()) == before
     (slim_run / "summary.json").write_text('{"final": {"epoch": 1}}')
     with pytest.raises(GLMCError, match="not a finished run's last checkpoint"):
-        ckpt.slim_finished_run(slim_run)
+        runs.slim_finished_run(slim_run)
     assert "optimizer" in load_checkpoint(slim_run)
 
 
@@ -291,7 +285,7 @@ def test_a_slimmed_run_is_evaluated_reused_and_not_resumed(slim_run, capsys):
 
     run = load_run(slim_run)
     final = run.history[-1]
-    ckpt.slim_finished_run(slim_run)
+    runs.slim_finished_run(slim_run)
     ev = evaluate_run(slim_run, which="best", device="cpu")  # no best.pt: the final checkpoint
     assert ev.epoch == final["epoch"] and 100 * ev.top1 == pytest.approx(final["top1"], abs=1e-6)
     logs = []
@@ -309,7 +303,7 @@ def test_a_slimmed_run_is_evaluated_reused_and_not_resumed(slim_run, capsys):
     out, err = capsys.readouterr()
     assert "already finished its 2 epochs" in err and "nothing to resume" in err
     assert f"final (epoch {final['epoch']})" in out and f"{final['top1']:6.2f}" in out
-    assert ckpt.finished_run_checkpoint(slim_run / "nothing") is None
+    assert runs.finished_run_checkpoint(slim_run / "nothing") is None
     assert sorted(p.name for p in slim_run.iterdir()) == ["checkpoint.pt", "config.json", "metrics.jsonl",
                                                          "summary.json"]
 
