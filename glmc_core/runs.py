@@ -239,7 +239,6 @@ def load_run_model(source: str | os.PathLike, which: str = "best", *, data=None,
 
     path = checkpoint_file(source, which)
     ck = load_checkpoint(path)
-    check_belongs(ck, path)
     cfg = saved_config(ck, path, data_root)
     if data is None:
         try:
@@ -247,7 +246,9 @@ def load_run_model(source: str | os.PathLike, which: str = "best", *, data=None,
         except DataNotFound as exc:  # say where the run's data were (not followed by itself)
             raise GLMCError(f"{exc}{saved_data_hint(ck, data_root)}") from None
     dev = torch.device(device(cfg) if callable(device) else device)
-    return LoadedRun(path, ck, cfg, data, load_model(ck, data, dev, str(path)), dev)
+    model = load_model(ck, data, dev, str(path))  # first the file against itself, then against its folder
+    check_belongs(ck, path)
+    return LoadedRun(path, ck, cfg, data, model, dev)
 
 
 # ---------------------------------------------------------------------------- folders: new, resumed, finished
