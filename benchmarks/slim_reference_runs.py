@@ -20,8 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # runs from the checkout without glmc installed
     sys.path.insert(0, str(REPO))
 
-from glmc_core.runs import slim_finished_run  # noqa: E402
 from glmc_core.errors import GLMCError  # noqa: E402
+from glmc_core.runs import slim_finished_run  # noqa: E402
 
 
 def _runs(path: Path) -> tuple[list[Path], list[Path]]:
