@@ -177,16 +177,15 @@ class RunFolder:
 # ---------------------------------------------------------------------------- files that belong together
 def check_belongs(ck: dict, path: str | os.PathLike) -> None:
     """Refuse a checkpoint whose run folder's ``config.json`` describes another run (another method, model,
-    data set...): only where the run goes on (:data:`RESUME_OVERRIDES`) may differ. No config.json: nothing to
-    compare (a checkpoint copied on its own)."""
+    data set...): only where the run goes on (:data:`RESUME_OVERRIDES`) may differ. No config.json, or one that
+    cannot be read: nothing to compare (a checkpoint copied on its own; whoever reads config.json says what is
+    wrong with it)."""
     path = Path(path)
     cfg_file = path.parent / "config.json"
-    if not cfg_file.is_file():
-        return
     try:
         folder = saved_config(json.loads(cfg_file.read_text(encoding="utf-8")), cfg_file).to_dict()
-    except (ValueError, UnicodeDecodeError):
-        raise GLMCError(f"{cfg_file} is not valid JSON; fix it or train the run again") from None
+    except (OSError, ValueError, UnicodeDecodeError, GLMCError):
+        return
     own = saved_config(ck, path).to_dict()
     if folder.get("precision") == "auto":  # a config.json written before precision was resolved
         folder["precision"] = own["precision"]
