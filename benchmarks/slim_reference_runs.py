@@ -5,7 +5,7 @@
 
 For a run folder with ``summary.json``: ``checkpoint.pt`` is rewritten atomically with the final weights, config,
 classes, class counts, epoch and history, without the optimiser state and the random generators' states, and
-``best.pt`` is deleted (:func:`glmc_core.checkpoint.slim_finished_run`). A run folder without ``summary.json`` is
+``best.pt`` is deleted (:func:`glmc_core.runs.slim_finished_run`). A run folder without ``summary.json`` is
 unfinished and left whole (it must resume exactly): named alone it is an error, inside a set it is skipped and
 listed. Running it again on a slimmed run changes nothing. Prints each run's size before and after.
 """
@@ -20,8 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # runs from the checkout without glmc installed
     sys.path.insert(0, str(REPO))
 
-from glmc_core.checkpoint import slim_finished_run  # noqa: E402
 from glmc_core.errors import GLMCError  # noqa: E402
+from glmc_core.runs import slim_finished_run  # noqa: E402
 
 
 def _runs(path: Path) -> tuple[list[Path], list[Path]]:

@@ -30,13 +30,14 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint, load_model, saved_config
+from .checkpoint import saved_config
 from .config import Config
 from .data import GROUPS, LongTailData, prepare_data
 from .data.longtail import shot_groups
 from .errors import GLMCError
 from .methods import METHOD_SPECS
 from .metrics import confusion_matrix, format_number, group_accuracy, per_class_accuracy
+from .runs import RunFolder, load_run_model
 
 __all__ = ["Run", "Evaluation", "load_run", "load_history", "run_data", "evaluate_run",
            "TEST_OUTPUTS", "write_test_outputs", "load_test_outputs", "shipped_evaluation",
@@ -64,16 +65,13 @@ class Run:
     def finished(self) -> bool:
         return bool(self.history) and self.history[-1]["epoch"] >= self.config.epochs
 
+    @property
+    def folder(self) -> RunFolder:
+        return RunFolder(self.path, writes=False)
+
     def checkpoint_path(self, which: str = "best") -> Path:
         """``best.pt`` (``which="best"``, falling back to the last checkpoint) or ``checkpoint.pt``."""
-        if which not in ("best", "last"):
-            raise GLMCError(f"checkpoint must be 'best' or 'last', got {which!r}")
-        best, last = self.path / "best.pt", self.path / "checkpoint.pt"
-        if which == "best" and best.is_file():
-            return best
-        if last.is_file():
-            return last
-        raise GLMCError(f"{self.path} holds no checkpoint (best.pt or checkpoint.pt); train it first")
+        return self.folder.checkpoint(which)
 
 
 def load_history(path: str | os.PathLike) -> list[dict]:
@@ -225,11 +223,8 @@ def _predict_run(run: Run, data: LongTailData | None, which: str, device, data_r
     """The evaluation of the run's checkpoint (with each trained head's predictions) and the checkpoint."""
     from .train import predict, resolve_device
 
-    data = data if data is not None else run_data(run, data_root)
-    device = resolve_device(str(device))
-    path = run.checkpoint_path(which)
-    ck = load_checkpoint(path)
-    model = load_model(ck, data, device, str(path))
+    loaded = load_run_model(run.path, which, data=data, data_root=data_root, device=resolve_device(str(device)))
+    ck, data, model, device = loaded.checkpoint, loaded.data, loaded.model, loaded.device
     t, p, f = predict(model, data.test, run.config, data, device, features=True)
     head_preds = {model.inference_head: p}
     with torch.inference_mode():  # the other trained head, on the same features (in fp32, as predict's head)
@@ -281,7 +276,7 @@ def write_test_outputs(run: Run | str | os.PathLike, data: LongTailData | None =
               "knn10": np.array(knn_accuracy(f16.astype(np.float32), ev.targets, k=10), dtype=np.float64)}
     if features:  # column-major: each feature's values lie together, which compresses better
         arrays["features"] = np.asfortranarray(f16)
-    path = run.path / TEST_OUTPUTS
+    path = run.folder.file(TEST_OUTPUTS)
     tmp = path.with_name(f".{TEST_OUTPUTS}.tmp")
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_LZMA) as zf:
         for key, value in arrays.items():
@@ -295,7 +290,7 @@ def write_test_outputs(run: Run | str | os.PathLike, data: LongTailData | None =
 def load_test_outputs(run: Run | str | os.PathLike) -> dict[str, np.ndarray] | None:
     """The arrays of ``RUN/test_outputs.npz`` (:func:`write_test_outputs`), or None when the run has none."""
     run = run if isinstance(run, Run) else load_run(run)
-    path = run.path / TEST_OUTPUTS
+    path = run.folder.file(TEST_OUTPUTS)
     if not path.is_file():
         return None
     try:
@@ -322,10 +317,9 @@ def shipped_evaluation(run: Run | str | os.PathLike, which: str = "last") -> Eva
     if out is None:
         return None
     epoch = int(out["epoch"])
-    ck_path = run.path / "checkpoint.pt"
     norms: dict[str, np.ndarray] = {}
-    if ck_path.is_file():
-        ck = load_checkpoint(ck_path)
+    if run.folder.file("checkpoint.pt").is_file():
+        ck, _ = run.folder.load("last")
         if ck.get("epoch") != epoch:
             return None
         norms = weight_norms(ck["model"])

@@ -3,30 +3,27 @@
 A checkpoint is written to a temporary file in the same folder, flushed to disk and
 renamed over the old one, so a crash or a full disk mid-write leaves the previous
 checkpoint intact. Loading never unpickles arbitrary objects, and a checkpoint made for
-another model, class count or data set is refused with a one-line explanation.
+another model, class count or data set is refused with a one-line explanation. Which files a run
+folder holds, and when they are written, is :mod:`glmc_core.runs`'s.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tempfile
 import warnings
 import zipfile
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from .config import Config, check_run_name
+from .config import Config
 from .errors import GLMCError, interrupts_deferred
 
-__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "check_compatible", "load_model",
-           "remove_stale_temporaries", "open_run", "require_training_state", "new_run_dir", "write_text_atomic",
-           "saved_config", "saved_data_hint", "load_weights", "TRAINING_STATE", "is_slim_finished",
-           "finished_run_checkpoint", "slim_finished_run"]
+__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "check_compatible", "load_model", "require_training_state",
+           "saved_config", "saved_data_hint", "load_weights", "TRAINING_STATE", "is_slim_finished"]
 
 FORMAT = "glmc-checkpoint/1"
 # What only resuming needs: a finished run kept for its results may drop it (slim_finished_run)
@@ -231,128 +228,3 @@ def require_training_state(state: dict[str, Any], path: str = "checkpoint") -> N
     if missing:
         raise GLMCError(f"{path} holds no training state ({', '.join(missing)} missing; best.pt keeps only the "
                         f"weights): resume from the run folder or its checkpoint.pt")
-
-
-def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Delete the temporary files that a killed :func:`save_checkpoint` left in ``folder`` (a SIGKILL
-    mid-write cannot clean up after itself); returns what was removed."""
-    removed = []
-    for tmp in Path(folder).glob(".*.pt.*.tmp"):
-        try:
-            tmp.unlink()
-            removed.append(tmp)
-        except OSError:
-            pass
-    return removed
-
-
-def open_run(resume: str | os.PathLike, log: Callable[[str], None] = print) -> tuple[dict | None, Config, Path]:
-    """The checkpoint (None if the run was stopped before it wrote one), config and folder of a run to resume."""
-    try:
-        path = Path(resume).expanduser()
-    except RuntimeError:  # ~name of a user that does not exist
-        raise GLMCError(f"cannot expand {str(resume)[:80]}: no such user (or no home folder)") from None
-    if not path.exists():
-        raise GLMCError(f"nothing to resume at {path}: no such run folder or checkpoint")
-    run_dir = path if path.is_dir() else path.parent
-    if path.is_dir() and not (path / "checkpoint.pt").exists():
-        cfg_file = path / "config.json"
-        if not cfg_file.is_file():
-            raise GLMCError(f"{path} is not a run folder (no checkpoint.pt, no config.json); give a folder that "
-                            f"'glmc train' made")
-        try:
-            cfg = saved_config(json.loads(cfg_file.read_text()), cfg_file)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise GLMCError(f"{cfg_file} is not valid JSON ({exc}); fix it or start a new run") from None
-        log(f"{path} has no checkpoint yet (it stopped in its first epoch): starting it again from its config.json")
-        return None, cfg, run_dir
-    ck = load_checkpoint(path)
-    if is_slim_finished(ck):  # reused as it is (train_or_reuse); fit cannot continue it and says why
-        log(f"{run_dir} already finished its {ck['epoch']} epochs (kept without its training state)")
-    else:
-        require_training_state(ck, str(path))
-    return ck, saved_config(ck, path), run_dir  # the data location is the user's (--data-root), not the file's
-
-
-def finished_run_checkpoint(resume: str | os.PathLike) -> tuple[dict, Path] | None:
-    """``(checkpoint, run folder)`` when ``resume`` names a finished run kept without its training state (so
-    ``glmc train --resume`` can say it is finished without loading any data), else None (anything else, including
-    what cannot be read: :func:`open_run` says what is wrong with it)."""
-    try:
-        path = Path(resume).expanduser()
-        ck_path = path / "checkpoint.pt" if path.is_dir() else path
-        if not ck_path.is_file():
-            return None
-        ck = load_checkpoint(ck_path)
-    except (GLMCError, RuntimeError, OSError):
-        return None
-    return (ck, ck_path.parent) if is_slim_finished(ck) else None
-
-
-def _run_size(run_dir: Path) -> int:
-    return sum(p.stat().st_size for p in run_dir.iterdir() if p.is_file())
-
-
-def slim_finished_run(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """Keep of a FINISHED run only what its results need: ``checkpoint.pt`` is rewritten (atomically) with the
-    final weights, config, classes, class counts, epoch, history and best epoch, without the optimiser state and
-    the random generators' states (:data:`TRAINING_STATE`, needed only to resume), and ``best.pt`` is deleted
-    (the reference runs are shown at their final epoch; ``metrics.jsonl`` keeps every epoch's numbers).
-
-    A run without ``summary.json`` is refused: an unfinished run keeps its whole checkpoint, so that it resumes
-    exactly. So is a checkpoint whose epoch is not the summary's final one. Running it again changes nothing.
-    Returns ``{"run", "before", "after", "removed"}`` (the folder's bytes before and after, the files deleted).
-    """
-    run_dir = Path(run_dir)
-    summary_path, ck_path = run_dir / "summary.json", run_dir / "checkpoint.pt"
-    if not summary_path.is_file():
-        raise GLMCError(f"{run_dir} has no summary.json: an unfinished run keeps its whole checkpoint (it must "
-                        f"resume exactly); finish it first")
-    try:
-        final = json.loads(summary_path.read_text(encoding="utf-8")).get("final", {})
-    except (ValueError, UnicodeDecodeError, AttributeError):
-        raise GLMCError(f"{summary_path} is damaged (not a summary's JSON); leave the run as it is") from None
-    ck = load_checkpoint(ck_path)
-    cfg = ck.get("config") if isinstance(ck.get("config"), dict) else {}
-    epoch, epochs = ck.get("epoch"), cfg.get("epochs")
-    if not isinstance(epoch, int) or epoch != epochs or not isinstance(final, dict) or final.get("epoch") != epoch:
-        raise GLMCError(f"{ck_path} holds epoch {epoch} of {epochs} and summary.json's final epoch is "
-                        f"{final.get('epoch') if isinstance(final, dict) else None}: not a finished run's last "
-                        f"checkpoint; leave the run as it is")
-    before = _run_size(run_dir)
-    if not is_slim_finished(ck):
-        slim = {k: v for k, v in ck.items() if k not in (*TRAINING_STATE, "format")}
-        mode = ck_path.stat().st_mode & 0o777
-        save_checkpoint({**slim, "slim": True}, ck_path)
-        os.chmod(ck_path, mode)  # the temporary file it replaces is private (0600)
-    removed = remove_stale_temporaries(run_dir)
-    best = run_dir / "best.pt"
-    if best.is_file():
-        best.unlink()
-        removed.append(best)
-    return {"run": str(run_dir), "before": before, "after": _run_size(run_dir), "removed": [p.name for p in removed]}
-
-
-def new_run_dir(cfg: Config) -> Path:
-    """A new, empty run folder ``out/run_name``; an existing one is never reused silently."""
-    name = cfg.run_name or f"{cfg.preset or cfg.dataset}-{cfg.method}-{datetime.now():%Y%m%d-%H%M%S}"
-    check_run_name(name)
-    run_dir = Path(cfg.out) / name
-    exists = GLMCError(f"run folder {run_dir} already exists; continue it with --resume {run_dir} "
-                       f"or choose another --run-name")
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        raise exists
-    try:  # exist_ok=False unless it is there and empty: two runs started at once cannot share a folder
-        run_dir.mkdir(parents=True, exist_ok=run_dir.is_dir())
-    except FileExistsError:
-        raise exists from None
-    except OSError as exc:
-        raise GLMCError(f"cannot create the run folder {run_dir}: {exc.strerror}; choose another --out") from None
-    return run_dir
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -314,7 +314,7 @@ def _cmd_train(args) -> int:
 def _report_finished(resume: str) -> bool:
     """A finished run kept without its training state (a shipped reference run): say it is finished, show its
     final and best epochs from its history, and load no data. False for anything else (fit resumes it)."""
-    from .checkpoint import finished_run_checkpoint
+    from .runs import finished_run_checkpoint
 
     found = finished_run_checkpoint(resume)
     if found is None:
@@ -347,26 +347,21 @@ def _table(rows: dict[str, dict]) -> str:
 
 def _evaluation_checkpoint(path: str) -> str:
     """A run folder means its best model (``best.pt``), else its last checkpoint (``checkpoint.pt``)."""
-    folder = Path(path)
-    if folder.is_dir():
-        return str(folder / "best.pt") if (folder / "best.pt").is_file() else str(folder / "checkpoint.pt")
-    return path
+    from .runs import checkpoint_file
+
+    try:
+        return str(checkpoint_file(path, "best"))
+    except GLMCError:  # neither file: load_checkpoint says so, naming checkpoint.pt
+        return str(Path(path) / "checkpoint.pt")
 
 
 def _cmd_evaluate(args) -> int:
-    from .checkpoint import load_checkpoint, load_model, saved_config, saved_data_hint
-    from .data import prepare_data
+    from .runs import load_run_model
     from .train import evaluate, resolve_device
 
-    path = _evaluation_checkpoint(args.checkpoint)
-    ck = load_checkpoint(path)
-    cfg = saved_config(ck, path, args.data_root)  # the data lives where the user says, not where the file says
-    device = resolve_device(args.device)
-    try:
-        data = prepare_data(cfg)
-    except GLMCError as exc:
-        raise GLMCError(f"{exc}{saved_data_hint(ck, args.data_root)}") from None
-    model = load_model(ck, data, device, str(path))
+    run = load_run_model(_evaluation_checkpoint(args.checkpoint), data_root=args.data_root, progress=True,
+                         device=lambda _cfg: resolve_device(args.device))  # the data: where the user says
+    ck, cfg, data, model, device = run.checkpoint, run.config, run.data, run.model, run.device
     if args.logit_adjust is not None:  # plain and adjusted from the same logits
         from .extras.logit_adjustment import adjusted_key, evaluate_with_adjustment
 

@@ -1,10 +1,11 @@
 """One training loop: :func:`fit` = :func:`train_one_epoch` + :func:`evaluate`, with a run folder.
 
-A run folder holds ``config.json`` (the resolved config), ``metrics.jsonl`` (one JSON
-line per epoch: epoch, top-1, many/medium/few, every loss term, α, lr, seconds),
-``checkpoint.pt`` (everything needed to resume, written atomically each epoch, or every
-``checkpoint_every`` epochs: by default every 25th on the fast path, see :func:`checkpoint_interval`),
-``best.pt`` (the best model so far) and, at the end, ``summary.json``.
+:func:`fit` reads like torchvision's ``main``: set up (config, state, folder, runner), then for each
+epoch train, evaluate, record, log. An epoch's step is the fast path's captured one
+(:class:`~glmc_core.fast.FastRunner`) or the reference step (:class:`ReferenceStep`), chosen once;
+both have ``run_epoch`` and ``evaluate``. The run folder (``config.json``, ``metrics.jsonl`` with one
+JSON line per epoch: epoch, top-1, many/medium/few, every loss term, α, lr, seconds; ``checkpoint.pt``,
+``best.pt``, ``summary.json``) is written by its one owner, :class:`~glmc_core.runs.RunFolder`.
 """
 
 from __future__ import annotations
@@ -22,31 +23,22 @@ import numpy as np
 import torch
 
 from . import distributed, mixing
-from .checkpoint import (
-    check_compatible,
-    load_weights,
-    new_run_dir,
-    open_run,
-    remove_stale_temporaries,
-    require_training_state,
-    save_checkpoint,
-    saved_data_hint,
-    write_text_atomic,
-)
+from .checkpoint import check_compatible, load_weights, require_training_state, saved_data_hint
 from .config import Config
 from .console import default_log, epoch_line, silent
 from .data import LongTailData, prepare_data
 from .data.streams import TensorStream, make_train_stream
-from .errors import GLMCError, interrupts_deferred
+from .errors import DataNotFound, GLMCError
 from .fast import FastRunner, _compile, fast_path_reason, maybe_fast_runner
 from .losses import alpha_schedule
 from .methods import METHOD_SPECS, StepContext, build_method_model, method_extras, step_loss
 from .metrics import evaluate, predict
 from .precision import describe_precision, precision_forward, resolve_precision
+from .runs import FAST_CHECKPOINT_EVERY, RESUME_OVERRIDES, RunFolder, checkpoint_interval, open_run
 
 __all__ = ["resolve_device", "lr_at", "TrainState", "build_state", "train_one_epoch", "evaluate", "predict", "fit",
            "NonFiniteLoss", "Callback", "set_deterministic", "RESUME_OVERRIDES", "train_or_reuse",
-           "FAST_CHECKPOINT_EVERY", "checkpoint_interval"]
+           "FAST_CHECKPOINT_EVERY", "checkpoint_interval", "ReferenceStep"]
 
 Callback = Callable[[str, dict], None]  # callback(event, payload); events: "step", "epoch_end", "stopped", "end"
 
@@ -54,20 +46,6 @@ Callback = Callable[[str, dict], None]  # callback(event, payload); events: "ste
 class NonFiniteLoss(GLMCError):
     """The loss became NaN or infinite."""
 
-
-# Config fields that may change when a run is resumed: where it runs and where its data are now.
-# Anything else would make the continued run differ from the one that was started.
-RESUME_OVERRIDES = ("device", "data_root", "progress", "num_workers", "fuse_views", "checkpoint_every", "view_norm",
-                    "compile_step", "eval_batch", "eval_graph")
-FAST_CHECKPOINT_EVERY = 25  # checkpoint_every=None on the fast path: every 25th epoch (and the last)
-
-
-def checkpoint_interval(cfg: Config, fast: bool) -> int:
-    """Epochs between checkpoints: ``cfg.checkpoint_every``, or per path when it is None (every epoch on the
-    reference path, every :data:`FAST_CHECKPOINT_EVERY` on the fast path). The last epoch is always saved."""
-    if cfg.checkpoint_every is not None:
-        return cfg.checkpoint_every
-    return FAST_CHECKPOINT_EVERY if fast else 1
 
 
 def set_deterministic(flag: bool) -> None:
@@ -145,15 +123,49 @@ class TrainState:
     np_rng: np.random.Generator
     class_weights: torch.Tensor
     loader: str = "tensor"  # the stream kind actually used ("tensor" or "dataloader"); kept for resuming
-    run_dir: Path | None = None
-    epoch: int = 0  # completed epochs
-    saved_epoch: int = 0  # the epoch that checkpoint.pt holds (behind ``epoch`` between sparse checkpoints)
+    folder: RunFolder | None = None  # the run folder's owner (None: a run that saves nothing and resumed none)
+    epoch: int = 0  # completed epochs (train_one_epoch advances it)
     history: list[dict] = field(default_factory=list)
     best: dict | None = None
     fast: FastRunner | None = None  # the fast path's runner (chosen once, by fit); None: the reference step
     compiled: torch.nn.Module | None = None  # torch.compile(model) for the reference step (cfg.compile_step)
     dist: distributed.DistEnv = field(default_factory=distributed.DistEnv)  # this process's place in a torchrun job
     ddp: torch.nn.Module | None = None  # the DistributedDataParallel wrapper of ``model`` (several processes)
+
+    @property
+    def run_dir(self) -> Path | None:
+        return self.folder.path if self.folder is not None else None
+
+    @property
+    def saved_epoch(self) -> int:
+        """The epoch ``checkpoint.pt`` holds (behind :attr:`epoch` between sparse checkpoints)."""
+        return self.folder.saved_epoch if self.folder is not None else 0
+
+    @property
+    def select(self) -> str:
+        """The metric that picks the best epoch: validation top-1 when there is a validation split."""
+        return "val_top1" if self.data.val is not None else "top1"
+
+    def keep_best(self, record: dict) -> bool:
+        """Take ``record`` as the best epoch if it is better than the best so far; True if it is."""
+        if self.best is not None and not record[self.select] > self.best[self.select]:
+            return False
+        self.best = {k: record[k] for k in ("epoch", "top1", "many", "medium", "few", self.select)}
+        return True
+
+    def evaluate(self, split) -> dict:
+        """The runner's evaluation of ``split``; the fast runner may decline (None): then the reference one's."""
+        served = self.fast.evaluate(split, self) if self.fast is not None else None
+        return served if served is not None else ReferenceStep().evaluate(split, self)
+
+    def best_dict(self, copy: bool) -> dict:
+        """``best.pt``'s contents now; ``copy``: the weights cloned, to be written at the next checkpoint."""
+        weights = self.model.state_dict()
+        if copy:
+            weights = {k: v.detach().clone() for k, v in weights.items()}
+        return {"config": self.cfg.to_dict(), "epoch": self.epoch, "model": weights,
+                "classes": list(self.data.classes), "class_counts": [int(c) for c in self.data.counts],
+                "best": dict(self.best)}
 
     def checkpoint_dict(self) -> dict:
         return {
@@ -189,7 +201,6 @@ class TrainState:
             detail = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:160]
             raise GLMCError(f"{path} is missing parts of its training state or they are damaged ({detail}); "
                             f"resume from an earlier copy or start a new run") from None
-        self.saved_epoch = self.epoch
         try:
             self.aug_gen.set_state(rng["aug"])
         except (RuntimeError, TypeError, KeyError):  # saved on another device type: CUDA and CPU states differ
@@ -227,10 +238,11 @@ def _emit(callbacks: Iterable[Callback], event: str, payload: dict) -> None:
 
 def train_one_epoch(state: TrainState, callbacks: Iterable[Callback] = (), stop: Callable[[], bool] | None = None,
                     step_every: int = 10, check_every_step: bool | None = None) -> dict | None:
-    """Train ``state.model`` for one epoch; returns the epoch's mean loss terms (None if stopped).
+    """Train ``state.model`` for one epoch and advance ``state.epoch``; returns the epoch's mean loss terms,
+    α, lr and mean λ (None if ``stop`` ended it: the epoch is not counted).
 
     The step is ``state.fast``'s captured one when :func:`fit` chose the fast path, else the
-    reference step below. A NaN or infinite loss raises :class:`NonFiniteLoss` naming the epoch
+    :class:`ReferenceStep`. A NaN or infinite loss raises :class:`NonFiniteLoss` naming the epoch
     and step. With ``check_every_step`` (default: on the CPU only) it is caught at once; otherwise
     the first bad step is recorded on the device and reported at the epoch's end, with no host
     sync per step.
@@ -242,47 +254,72 @@ def train_one_epoch(state: TrainState, callbacks: Iterable[Callback] = (), stop:
     for group in state.optimizer.param_groups:
         group["lr"] = lr
     state.model.train()
-    if state.fast is not None:  # the fast path (glmc_core/fast.py): same maths, one captured step
-        out = state.fast.run_epoch(state, alpha, lr, callbacks, stop, step_every)
-        if out is None:
-            return None
-        steps, lam_sum = out.pop("steps"), out.pop("lambda_sum")
-        return _epoch_means(state, out, steps, lam_sum, alpha, lr)
-    net = state.ddp if state.ddp is not None else (state.model if state.compiled is None else state.compiled)
-    sums: dict[str, torch.Tensor] = {}
-    lam_sum, steps = 0.0, 0
-    eager = state.device.type == "cpu" if check_every_step is None else check_every_step
-    first_bad = torch.zeros((), dtype=torch.long, device=state.device)  # 1-based step of the first bad loss
-    extras = method_extras(cfg, state.data.counts, epoch, state.device)  # CB / DRW weights, LDAM margins
-    for batch in _progress(state):
-        if stop is not None and stop():
-            return None
-        ctx = _step_context(state, batch, alpha, extras)
-        try:
-            loss, terms = step_loss(cfg.method, net, batch, ctx)
-        except Exception as exc:  # noqa: BLE001 - a compile that cannot run shows at its first call: drop it
-            if net is not state.compiled:
-                raise
-            net, state.compiled = state.model, None
-            default_log(f"note: torch.compile of the model failed ({type(exc).__name__}); the step runs without "
-                         f"it (same maths)")
-            loss, terms = step_loss(cfg.method, net, batch, ctx)
-        if eager:  # reading a CPU scalar is free: stop at once
-            if not bool(torch.isfinite(loss)):
-                raise NonFiniteLoss(_nonfinite_message(f"the loss became {float(loss.detach())}", state, steps + 1))
-        else:  # on a device, remember the first bad step there; no host sync per step
-            first_bad = torch.where(~torch.isfinite(loss.detach()) & (first_bad == 0), steps + 1, first_bad)
-        state.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        state.optimizer.step()
-        for k, v in terms.items():
-            sums[k] = sums[k] + v if k in sums else v.clone()
-        lam_sum += ctx.lam
-        steps += 1
-        if callbacks and steps % step_every == 0:
-            _emit(callbacks, "step", {"epoch": epoch + 1, "step": steps, "steps": len(state.stream),
-                                      **{k: float(v) for k, v in terms.items()}})
-    return _epoch_means(state, sums, steps, lam_sum, alpha, lr, first_bad)
+    runner = state.fast if state.fast is not None else ReferenceStep(check_every_step)
+    out = runner.run_epoch(state, alpha, lr, callbacks, stop, step_every)
+    if out is None:
+        return None
+    steps, lam_sum, first_bad = out.pop("steps"), out.pop("lambda_sum"), out.pop("first_bad", None)
+    means = _epoch_means(state, out, steps, lam_sum, alpha, lr, first_bad)
+    state.epoch += 1
+    return means
+
+
+class ReferenceStep:
+    """The reference step, the method's definition: eager (or ``torch.compile``d) ``step_loss`` per batch, SGD.
+
+    Same interface as :class:`~glmc_core.fast.FastRunner`: ``run_epoch`` gives the epoch's summed loss terms
+    with ``"steps"`` and ``"lambda_sum"``; ``evaluate`` the metrics of a split (sharded over processes under
+    torchrun). ``check_every_step``: test each loss at once (default on the CPU, where it is free).
+    """
+
+    def __init__(self, check_every_step: bool | None = None):
+        self.check_every_step = check_every_step
+
+    def run_epoch(self, state: TrainState, alpha: float, lr: float, callbacks: Iterable[Callback] = (),
+                  stop: Callable[[], bool] | None = None, step_every: int = 10) -> dict | None:
+        cfg, epoch = state.cfg, state.epoch
+        net = state.ddp if state.ddp is not None else (state.model if state.compiled is None else state.compiled)
+        sums: dict[str, torch.Tensor] = {}
+        lam_sum, steps = 0.0, 0
+        eager = state.device.type == "cpu" if self.check_every_step is None else self.check_every_step
+        first_bad = torch.zeros((), dtype=torch.long, device=state.device)  # 1-based step of the first bad loss
+        extras = method_extras(cfg, state.data.counts, epoch, state.device)  # CB / DRW weights, LDAM margins
+        for batch in _progress(state):
+            if stop is not None and stop():
+                return None
+            ctx = _step_context(state, batch, alpha, extras)
+            try:
+                loss, terms = step_loss(cfg.method, net, batch, ctx)
+            except Exception as exc:  # noqa: BLE001 - a compile that cannot run shows at its first call: drop it
+                if net is not state.compiled:
+                    raise
+                net, state.compiled = state.model, None
+                default_log(f"note: torch.compile of the model failed ({type(exc).__name__}); the step runs "
+                             f"without it (same maths)")
+                loss, terms = step_loss(cfg.method, net, batch, ctx)
+            if eager:  # reading a CPU scalar is free: stop at once
+                if not bool(torch.isfinite(loss)):
+                    raise NonFiniteLoss(_nonfinite_message(f"the loss became {float(loss.detach())}", state,
+                                                           steps + 1))
+            else:  # on a device, remember the first bad step there; no host sync per step
+                first_bad = torch.where(~torch.isfinite(loss.detach()) & (first_bad == 0), steps + 1, first_bad)
+            state.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            state.optimizer.step()
+            for k, v in terms.items():
+                sums[k] = sums[k] + v if k in sums else v.clone()
+            lam_sum += ctx.lam
+            steps += 1
+            if callbacks and steps % step_every == 0:
+                _emit(callbacks, "step", {"epoch": epoch + 1, "step": steps, "steps": len(state.stream),
+                                          **{k: float(v) for k, v in terms.items()}})
+        return {**sums, "steps": steps, "lambda_sum": lam_sum, "first_bad": first_bad}
+
+    def evaluate(self, split, state: TrainState) -> dict:
+        """:func:`evaluate` on this process, or sharded over the processes of a torchrun job."""
+        if state.dist.active:
+            return state.dist.evaluate(state.model, split, state.cfg, state.data, state.device)
+        return evaluate(state.model, split, state.cfg, state.data, state.device)
 
 
 def _progress(state: TrainState) -> Iterable[dict]:
@@ -338,17 +375,6 @@ def _weights_finite(model: torch.nn.Module) -> bool:
     return bool(torch.stack(flags).all()) if flags else True
 
 
-def _evaluate_split(state: TrainState, split) -> dict:
-    """:func:`evaluate` through the fast path's cached device copy, or sharded over processes."""
-    if state.fast is not None:
-        result = state.fast.evaluate(split, state)
-        if result is not None:
-            return result
-    if state.dist.active:
-        return state.dist.evaluate(state.model, split, state.cfg, state.data, state.device)
-    return evaluate(state.model, split, state.cfg, state.data, state.device)
-
-
 def fit(cfg: Config | None = None, *, data: LongTailData | None = None, resume: str | os.PathLike | None = None,
         callbacks: Iterable[Callback] = (), stop: Callable[[], bool] | None = None, save: bool = True,
         device: str | None = None, loader: str = "auto", log: Callable[[str], None] | None = None,
@@ -377,33 +403,23 @@ def fit(cfg: Config | None = None, *, data: LongTailData | None = None, resume: 
     """
     log = log or default_log
     env = distributed.from_environ()
-    cfg, ck, run_dir, loader = _run_config(cfg, resume, overrides, device, loader, log)
+    cfg, ck, folder, loader = _run_config(cfg, resume, overrides, device, loader, log)
     callbacks = list(callbacks)
     if env.active:  # one replica per process; rank 0 alone writes and talks
         cfg = distributed.setup(cfg, env)
         save, log, callbacks = save and env.is_main, log if env.is_main else silent, callbacks if env.is_main else []
-    try:
-        state = build_state(cfg, data, loader)
-    except NonFiniteLoss:
-        raise
-    except GLMCError as exc:  # a resumed run's data are not where the user said: say where they were
-        hint = saved_data_hint(ck, (overrides or {}).get("data_root")) if ck is not None else ""
-        if hint and ("not found" in str(exc) or "does not exist" in str(exc)):
-            raise GLMCError(f"{exc}{hint}") from None
-        raise
+    state = _build(cfg, data, loader, ck, overrides)
     for note in state.data.notes:  # e.g. skipped non-image files
         log(f"data: {note}")
-    _open_run_folder(state, ck, run_dir, resume, save, log)
+    _attach_folder(state, folder, ck, save, log, str(resume))
     distributed.attach(state, env)
     state.fast = _choose_runner(state, fast, log)  # after the checkpoint: the runner holds optimiser buffers
     if state.fast is None and cfg.compile_step and state.ddp is None:  # the reference step, compiled
         state.compiled = _compile(state.model)
     try:
-        if save and state.run_dir is not None:  # metrics.jsonl always mirrors the checkpoint's history
-            write_text_atomic(state.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state.history))
-            if ck is None:  # epoch 0: a run killed in its first epoch resumes exactly too
-                save_checkpoint(state.checkpoint_dict(), state.run_dir / "checkpoint.pt")
-        _train_epochs(state, callbacks, stop, save, log)
+        if state.folder is not None:  # metrics.jsonl mirrors the checkpoint's history; a new run's epoch 0
+            state.folder.start(state, fresh=ck is None)
+        _train_epochs(state, callbacks, stop, log)
     except KeyboardInterrupt as exc:  # Ctrl-C, or a notebook's "interrupt kernel"
         exc.run_dir, exc.epoch = state.run_dir, state.saved_epoch  # for the CLI's one-line message
         if state.run_dir is not None and save:
@@ -418,17 +434,41 @@ def fit(cfg: Config | None = None, *, data: LongTailData | None = None, resume: 
         if resume is None and save and state.run_dir is not None and not state.history:
             shutil.rmtree(state.run_dir, ignore_errors=True)
         raise
-    _finish(state, callbacks, save)
+    _finish(state, callbacks)
     return state
 
 
+def _train_epochs(state: TrainState, callbacks: list, stop, log: Callable[[str], None]) -> None:
+    """Epochs until the last one (or ``stop``): train, evaluate, record (the folder writes), log, callbacks."""
+    cfg, data = state.cfg, state.data
+    while state.epoch < cfg.epochs:
+        t0 = time.perf_counter()
+        terms = train_one_epoch(state, callbacks, stop)  # advances state.epoch
+        if terms is None:
+            log(f"stopped during epoch {state.epoch + 1}; the last checkpoint holds epoch {state.saved_epoch}")
+            _emit(callbacks, "stopped", {"epoch": state.saved_epoch, "run_dir": str(state.run_dir or "")})
+            break
+        t1 = time.perf_counter()
+        record = {"epoch": state.epoch, **state.evaluate(data.test)}
+        if data.val is not None:
+            v = state.evaluate(data.val)
+            record.update({f"val_{k}": v[k] for k in ("top1", "many", "medium", "few")})
+        record.update({**terms, "train_seconds": t1 - t0, "seconds": time.perf_counter() - t0})
+        state.history.append(record)
+        improved = state.keep_best(record)
+        if state.folder is not None:  # best.pt and checkpoint.pt when due, then the metrics line
+            state.folder.record(state, record, improved)
+        log(epoch_line(record, cfg.epochs))
+        _emit(callbacks, "epoch_end", record)
+
+
 def _run_config(cfg: Config | None, resume, overrides: dict | None, device: str | None, loader: str,
-                log: Callable[[str], None]):
+                log: Callable[[str], None]) -> tuple[Config, dict | None, RunFolder | None, str]:
     """``(cfg, checkpoint or None, run folder or None, loader)``: a new run's config, or a resumed run's own."""
     overrides = {**(overrides or {}), **({"device": device} if device is not None else {})}
-    ck, run_dir = None, None
+    ck, folder = None, None
     if resume is not None:
-        ck, cfg, run_dir = open_run(resume, log)
+        folder, ck, cfg = RunFolder.resume(resume, log)
         loader = ck.get("loader", loader) if ck is not None else loader
         refused = sorted(set(overrides) - set(RESUME_OVERRIDES))
         if refused:
@@ -436,27 +476,37 @@ def _run_config(cfg: Config | None, resume, overrides: dict | None, device: str 
                             f"start a new run for that")
     elif cfg is None:
         raise GLMCError("fit needs a config or a run folder to resume")
-    return (cfg.replace(**overrides) if overrides else cfg), ck, run_dir, loader
+    return (cfg.replace(**overrides) if overrides else cfg), ck, folder, loader
 
 
-def _open_run_folder(state: TrainState, ck: dict | None, run_dir: Path | None, resume, save: bool,
-                     log: Callable[[str], None]) -> None:
-    """A resumed run: its folder and checkpoint restored; a new one: a new folder with config.json."""
+def _build(cfg: Config, data: LongTailData | None, loader: str, ck: dict | None, overrides: dict | None
+           ) -> TrainState:
+    """:func:`build_state`; a resumed run's data not found says where they were (not followed by itself)."""
+    try:
+        return build_state(cfg, data, loader)
+    except DataNotFound as exc:
+        hint = saved_data_hint(ck, (overrides or {}).get("data_root")) if ck is not None else ""
+        if hint:
+            raise GLMCError(f"{exc}{hint}") from None
+        raise
+
+
+def _attach_folder(state: TrainState, folder: RunFolder | None, ck: dict | None, save: bool,
+                   log: Callable[[str], None], name: str) -> None:
+    """A resumed run: its folder and checkpoint restored; a new one: a new folder with config.json (if ``save``)."""
     cfg = state.cfg
-    if run_dir is None:
-        if save:
-            state.run_dir = new_run_dir(cfg)
-            write_text_atomic(state.run_dir / "config.json", cfg.to_json() + "\n")
+    if folder is None:
+        state.folder = RunFolder.create(cfg) if save else None
         return
-    state.run_dir = run_dir
+    state.folder, folder.writes = folder, save
     if save:
-        remove_stale_temporaries(run_dir)
+        folder.remove_temporaries()
     if ck is not None:
-        if not state.load_checkpoint_dict(ck, str(resume)):
-            log(f"note: {run_dir} was saved on another kind of device; its augmentation random stream "
+        if not state.load_checkpoint_dict(ck, name):
+            log(f"note: {folder.path} was saved on another kind of device; its augmentation random stream "
                 f"starts afresh, so the continued run is not bit-identical to an uninterrupted one")
-        log(f"resuming {run_dir} after epoch {state.epoch} of {cfg.epochs}" if state.epoch < cfg.epochs
-            else f"{run_dir} already finished its {cfg.epochs} epochs")
+        log(f"resuming {folder.path} after epoch {state.epoch} of {cfg.epochs}" if state.epoch < cfg.epochs
+            else f"{folder.path} already finished its {cfg.epochs} epochs")
 
 
 def _choose_runner(state: TrainState, fast: bool | None, log: Callable[[str], None]) -> FastRunner | None:
@@ -485,68 +535,16 @@ def _device_label(device: torch.device) -> str:
     return str(device)
 
 
-def _train_epochs(state: TrainState, callbacks: list, stop, save: bool, log: Callable[[str], None]) -> None:
-    """Epochs until the last one (or ``stop``): train, evaluate, save the checkpoint, then log the line."""
-    cfg = state.cfg
-    select = "val_top1" if state.data.val is not None else "top1"
-    pending_best = None  # best.pt's contents not yet written (cfg.checkpoint_every > 1)
-    while state.epoch < cfg.epochs:
-        t0 = time.perf_counter()
-        terms = train_one_epoch(state, callbacks, stop)
-        if terms is None:
-            log(f"stopped during epoch {state.epoch + 1}; the last checkpoint holds epoch {state.saved_epoch}")
-            _emit(callbacks, "stopped", {"epoch": state.saved_epoch, "run_dir": str(state.run_dir or "")})
-            break
-        t1 = time.perf_counter()
-        record = {"epoch": state.epoch + 1, **_evaluate_split(state, state.data.test)}
-        if state.data.val is not None:
-            v = _evaluate_split(state, state.data.val)
-            record.update({f"val_{k}": v[k] for k in ("top1", "many", "medium", "few")})
-        record.update(terms)
-        record.update({"train_seconds": t1 - t0, "seconds": time.perf_counter() - t0})
-        state.epoch += 1
-        state.history.append(record)
-        improved = state.best is None or record[select] > state.best[select]
-        if improved:
-            state.best = {k: record[k] for k in ("epoch", "top1", "many", "medium", "few", select)}
-        if save:
-            due = state.epoch % checkpoint_interval(cfg, bool(state.fast)) == 0 or state.epoch == cfg.epochs
-            if improved:  # between checkpoints the best weights wait in memory (a copy on the device)
-                pending_best = _best_dict(state, copy=not due)
-            if due:
-                with interrupts_deferred():  # Ctrl-C / SIGTERM in the CLI: both files written, then stop
-                    if pending_best is not None:
-                        save_checkpoint(pending_best, state.run_dir / "best.pt")
-                        pending_best = None
-                    # checkpoint.pt before metrics.jsonl: a kill in between is repaired on resume from the history
-                    save_checkpoint(state.checkpoint_dict(), state.run_dir / "checkpoint.pt")
-                    state.saved_epoch = state.epoch
-            with open(state.run_dir / "metrics.jsonl", "a") as fh:
-                fh.write(json.dumps(record) + "\n")
-        log(epoch_line(record, cfg.epochs))
-        _emit(callbacks, "epoch_end", record)
-
-
-def _best_dict(state: TrainState, copy: bool) -> dict:
-    """``best.pt``'s contents now; ``copy``: the weights cloned, to be written at the next checkpoint."""
-    weights = state.model.state_dict()
-    if copy:
-        weights = {k: v.detach().clone() for k, v in weights.items()}
-    return {"config": state.cfg.to_dict(), "epoch": state.epoch, "model": weights, "classes": list(state.data.classes),
-            "class_counts": [int(c) for c in state.data.counts], "best": dict(state.best)}
-
-
-def _finish(state: TrainState, callbacks: list, save: bool) -> None:
+def _finish(state: TrainState, callbacks: list) -> None:
     """``summary.json`` and the ``"end"`` event, once every epoch is done."""
     if not state.history or state.epoch < state.cfg.epochs:
         return
-    select = "val_top1" if state.data.val is not None else "top1"
     summary = {"final": {k: state.history[-1][k] for k in ("epoch", "top1", "many", "medium", "few")},
-               "best": state.best, "selected_by": select, "epochs": state.cfg.epochs,
+               "best": state.best, "selected_by": state.select, "epochs": state.cfg.epochs,
                "train_seconds": sum(r["train_seconds"] for r in state.history),
                "seconds": sum(r["seconds"] for r in state.history)}
-    if save:
-        write_text_atomic(state.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    if state.folder is not None:
+        state.folder.write_summary(summary)
     _emit(callbacks, "end", summary)
 
 

@@ -11,17 +11,10 @@ import pytest
 import torch
 
 from glmc_core import checkpoint as ckpt
-from glmc_core.checkpoint import (
-    FORMAT,
-    check_compatible,
-    load_checkpoint,
-    open_run,
-    remove_stale_temporaries,
-    require_training_state,
-    save_checkpoint,
-)
+from glmc_core.checkpoint import FORMAT, check_compatible, load_checkpoint, require_training_state, save_checkpoint
 from glmc_core.config import get_preset
 from glmc_core.errors import GLMCError
+from glmc_core.runs import open_run
 from glmc_core.train import build_state
 
 
@@ -169,15 +162,6 @@ def test_weights_only_files_cannot_be_resumed(tmp_path):
         require_training_state({"config": {}, "model": {}})
 
 
-def test_stale_temporaries_are_removed(tmp_path, state_dict):
-    save_checkpoint(state_dict, tmp_path / "checkpoint.pt")
-    stale = [tmp_path / ".checkpoint.pt.abc123.tmp", tmp_path / ".best.pt.xyz.tmp"]
-    for p in stale:
-        p.write_bytes(b"half")
-    assert sorted(remove_stale_temporaries(tmp_path)) == sorted(stale)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
-
-
 def test_load_model_gives_the_saved_weights_and_refuses_other_data(tmp_path):
     state = build_state(tiny_config())
     save_checkpoint(state.checkpoint_dict(), tmp_path / "checkpoint.pt")
@@ -229,107 +213,3 @@ def test_sigterm_or_ctrl_c_during_a_write_waits_for_the_checkpoint(tmp_path, sta
     assert not list(tmp_path.glob(".*.tmp"))
     with pytest.raises(KeyboardInterrupt):  # outside a write it stops at once
         cli._on_signal(signal.SIGINT, None)
-
-
-# ---------------------------------------------------------------------------- a finished run kept slim
-@pytest.fixture(scope="module")
-def finished_tiny_run(tmp_path_factory):
-    from tiny_runs import train_tiny
-
-    return train_tiny(tmp_path_factory.mktemp("finished"), "glmc", 2, "glmc")
-
-
-@pytest.fixture
-def slim_run(finished_tiny_run, tmp_path):
-    import shutil
-
-    run = tmp_path / "glmc"
-    shutil.copytree(finished_tiny_run, run)
-    return run
-
-
-def test_slim_finished_run_keeps_the_final_weights_and_drops_the_training_state(slim_run):
-    """reference_runs/README.md: a finished run keeps checkpoint.pt with its final weights, config, classes, class
-    counts, epoch and history, without the optimiser and the generators' states, and no best.pt."""
-    full = load_checkpoint(slim_run)
-    mode = (slim_run / "checkpoint.pt").stat().st_mode
-    r = ckpt.slim_finished_run(slim_run)
-    assert r["removed"] == ["best.pt"] and r["after"] < r["before"]
-    assert sorted(p.name for p in slim_run.iterdir()) == ["checkpoint.pt", "config.json", "metrics.jsonl",
-                                                         "summary.json"]
-    slim = load_checkpoint(slim_run)
-    assert not set(ckpt.TRAINING_STATE) & set(slim) and slim["slim"] is True and ckpt.is_slim_finished(slim)
-    assert {k: v for k, v in slim.items() if k not in ("model", "slim")} == {
-        k: v for k, v in full.items() if k not in ("model", *ckpt.TRAINING_STATE)}
-    assert slim.keys() >= {"config", "classes", "class_counts", "epoch", "history", "model"}
-    for name, w in full["model"].items():
-        assert torch.equal(slim["model"][name], w), name
-    assert (slim_run / "checkpoint.pt").stat().st_mode == mode
-    again = ckpt.slim_finished_run(slim_run)  # a second time changes nothing
-    assert again["removed"] == [] and again["before"] == again["after"] == r["after"]
-    assert load_checkpoint(slim_run)["epoch"] == full["epoch"]
-
-
-def test_slim_finished_run_refuses_an_unfinished_run(slim_run):
-    (slim_run / "summary.json").unlink()
-    before = sorted((p.name, p.stat().st_size) for p in slim_run.iterdir())
-    with pytest.raises(GLMCError, match="no summary.json: an unfinished run keeps its whole checkpoint"):
-        ckpt.slim_finished_run(slim_run)
-    assert sorted((p.name, p.stat().st_size) for p in slim_run.iterdir()) == before
-    (slim_run / "summary.json").write_text('{"final": {"epoch": 1}}')
-    with pytest.raises(GLMCError, match="not a finished run's last checkpoint"):
-        ckpt.slim_finished_run(slim_run)
-    assert "optimizer" in load_checkpoint(slim_run)
-
-
-def test_a_slimmed_run_is_evaluated_reused_and_not_resumed(slim_run, capsys):
-    """glmc evaluate and load_model read the final weights; open_run and train_or_reuse take the run as finished;
-    fit cannot continue it and says so in one line; 'glmc train --resume' says it is finished and exits 0."""
-    from glmc_core import cli
-    from glmc_core.analysis import evaluate_run, load_run
-    from glmc_core.train import fit, train_or_reuse
-
-    run = load_run(slim_run)
-    final = run.history[-1]
-    ckpt.slim_finished_run(slim_run)
-    ev = evaluate_run(slim_run, which="best", device="cpu")  # no best.pt: the final checkpoint
-    assert ev.epoch == final["epoch"] and 100 * ev.top1 == pytest.approx(final["top1"], abs=1e-6)
-    logs = []
-    ck, cfg, run_dir = open_run(slim_run, log=logs.append)
-    assert run_dir == slim_run and cfg == run.config and "already finished its 2 epochs" in logs[0]
-    with pytest.raises(GLMCError) as exc:
-        require_training_state(ck, "checkpoint.pt")
-    assert "a finished run (2 of 2 epochs) kept without its training state" in one_line(exc)
-    assert train_or_reuse(run.config.replace(out=str(slim_run.parent)), log=logs.append) == slim_run
-    assert "already trained: reusing it" in logs[-1]
-    with pytest.raises(GLMCError, match="nothing to resume"):
-        fit(resume=slim_run, log=logs.append)
-    capsys.readouterr()
-    assert cli.main(["train", "--resume", str(slim_run)]) == 0
-    out, err = capsys.readouterr()
-    assert "already finished its 2 epochs" in err and "nothing to resume" in err
-    assert f"final (epoch {final['epoch']})" in out and f"{final['top1']:6.2f}" in out
-    assert ckpt.finished_run_checkpoint(slim_run / "nothing") is None
-    assert sorted(p.name for p in slim_run.iterdir()) == ["checkpoint.pt", "config.json", "metrics.jsonl",
-                                                         "summary.json"]
-
-
-def test_slim_reference_runs_script(slim_run, tmp_path, capsys):
-    import importlib.util
-    import shutil
-
-    from conftest import REPO
-
-    spec = importlib.util.spec_from_file_location("slim_reference_runs", REPO / "benchmarks" / "slim_reference_runs.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    unfinished = tmp_path / "unfinished"
-    shutil.copytree(slim_run, unfinished)
-    (unfinished / "summary.json").unlink()
-    assert mod.main([str(tmp_path)]) == 0  # a set: the finished run slimmed, the unfinished one kept whole
-    out = capsys.readouterr().out
-    assert f"{slim_run}: " in out and "removed best.pt" in out and f"{unfinished}: unfinished" in out
-    assert not (slim_run / "best.pt").exists() and (unfinished / "best.pt").is_file()
-    assert "optimizer" in load_checkpoint(unfinished)
-    assert mod.main([str(unfinished)]) == 2  # named alone: refused
-    assert "no summary.json" in capsys.readouterr().err

@@ -561,14 +561,15 @@ def test_fast_evaluation_batches_and_static_buffer_match_the_reference_evaluatio
 def test_checkpoints_are_sparse_by_default_on_the_fast_path(tmp_path, monkeypatch):
     """checkpoint_every=None: every epoch on the reference path, every FAST_CHECKPOINT_EVERY-th and the last on
     the fast path; an explicit value is kept on both."""
+    import glmc_core.runs as runs_mod
     import glmc_core.train as train_mod
     from glmc_core.config import Config
 
     saved = []
-    plain = train_mod.save_checkpoint
-    monkeypatch.setattr(train_mod, "save_checkpoint", lambda ck, path: saved.append(
+    plain = runs_mod.save_checkpoint
+    monkeypatch.setattr(runs_mod, "save_checkpoint", lambda ck, path: saved.append(
         (path.name, ck["epoch"])) or plain(ck, path))
-    monkeypatch.setattr(train_mod, "FAST_CHECKPOINT_EVERY", 2)
+    monkeypatch.setattr(runs_mod, "FAST_CHECKPOINT_EVERY", 2)
     cfg = _tiny(epochs=5, out=str(tmp_path))
     assert cfg.checkpoint_every is None and Config.from_dict(cfg.to_dict()).checkpoint_every is None
     fit(cfg.replace(run_name="fast"), fast=True, log=lambda m: None)

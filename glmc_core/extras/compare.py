@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..checkpoint import load_model
 from ..config import METHODS, get_preset
 from ..data import prepare_data
 from ..errors import GLMCError
 from ..metrics import format_number
 from ..plots import GROUP_COLORS, TOP1_COLOR
+from ..runs import load_run_model
 from ..train import resolve_device, train_or_reuse
 from .logit_adjustment import adjusted_key, evaluate_with_adjustment
 
@@ -94,7 +94,7 @@ def run_comparison(preset: str, methods: Sequence[str] | str | None = None, set_
     for cfg in cfgs:
         log(f"== {cfg.method} ({cfg.epochs} epochs)")
         run_dir = train_or_reuse(cfg, data=data, log=log)
-        model = load_model(run_dir / "checkpoint.pt", data, resolve_device(cfg.device))  # the final epoch's weights
+        model = load_run_model(run_dir, "last", data=data, device=resolve_device(cfg.device)).model  # final epoch
         summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
         scores = evaluate_with_adjustment(model, data.test, cfg, data, resolve_device(cfg.device), taus)
         row = {"method": cfg.method, **{k: scores["plain"][k] for k in GROUP_KEYS},

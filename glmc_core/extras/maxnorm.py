@@ -27,14 +27,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..checkpoint import load_checkpoint, load_model, save_checkpoint, saved_config
+from ..checkpoint import save_checkpoint
 from ..config import Config
-from ..data import prepare_data
 from ..data.streams import make_train_stream
 from ..errors import GLMCError
 from ..longtail_losses import cb_weights_effective_number, focal_loss
 from ..methods import METHOD_SPECS
 from ..models import NormedLinear
+from ..runs import RunFolder, load_run_model
 from ..train import evaluate, lr_at, resolve_device
 
 __all__ = ["row_norms", "relative_radius", "maxnorm_project_", "MaxNormResult", "finetune_maxnorm"]
@@ -68,15 +68,6 @@ class MaxNormResult:
     history: list[dict] = field(default_factory=list)  # epoch 0 = before fine-tuning
     summary: dict = field(default_factory=dict)
     out_dir: Path | None = None
-
-
-def _checkpoint_path(run: str | os.PathLike, which: str) -> Path:
-    path = Path(run)
-    if path.is_dir():
-        if which not in ("final", "best"):
-            raise GLMCError(f"which must be 'final' or 'best', got {which!r}")
-        path = path / ("checkpoint.pt" if which == "final" else "best.pt")
-    return path
 
 
 def _record(epoch: int, metrics: dict, head: torch.nn.Module, **extra) -> dict:
@@ -114,13 +105,14 @@ def finetune_maxnorm(run: str | os.PathLike, epochs: int = 10, lr: float = 0.01,
             and (delta is None or 0 < delta < float("inf")) and 0 <= thresh < float("inf")):
         raise GLMCError("finetune-maxnorm needs epochs ≥ 1, lr > 0, weight_decay ≥ 0, delta > 0 and thresh ≥ 0, "
                         "all finite")
-    path = _checkpoint_path(run, which)
-    ck = load_checkpoint(path)
-    cfg = saved_config(ck, path, data_root)
-    cfg = cfg.replace(device=device) if device else cfg
-    data = data if data is not None else prepare_data(cfg, progress=False)
-    dev = resolve_device(cfg.device)
-    model = load_model(ck, data, dev, str(path))
+    source = Path(run)
+    if source.is_dir():  # "best" is best.pt itself: no fallback to the final model the user did not ask for
+        if which not in ("final", "best"):
+            raise GLMCError(f"which must be 'final' or 'best', got {which!r}")
+        source = RunFolder(source).file("checkpoint.pt" if which == "final" else "best.pt")
+    loaded = load_run_model(source, data=data, data_root=data_root, device=lambda c: resolve_device(device or c.device))
+    path, ck, data, model, dev = loaded.path, loaded.checkpoint, loaded.data, loaded.model, loaded.device
+    cfg = loaded.config.replace(device=device) if device else loaded.config
     head = head or METHOD_SPECS[cfg.method].inference_head
     if head not in ("fc", "fc_cb"):
         raise GLMCError(f"head must be 'fc' or 'fc_cb', got {head!r}")

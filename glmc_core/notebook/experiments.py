@@ -169,8 +169,7 @@ def consistency_experiment(cfg: Config, data, stop_gradient: bool = True,
     x_probe, _ = next(eval_batches(data.test, cfg, state.device, data.mean, data.std, batch_size=probe_size))
     history = []
     while state.epoch < cfg.epochs:
-        terms = train_one_epoch(state)
-        state.epoch += 1
+        terms = train_one_epoch(state)  # advances state.epoch
         acc = evaluate(state.model, data.test, cfg, data, state.device)
         history.append({"epoch": state.epoch, **terms, **{g: acc[g] for g in ("top1", "many", "medium", "few")},
                         **projection_spread(state.model, x_probe)})
