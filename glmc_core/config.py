@@ -37,17 +37,19 @@ class MethodSpec:
     ce_weights: str | None = None  # per-class loss weights: "cb" (effective number) | "drw" (deferred) | None
     fast: bool = False  # does the fast path (glmc_core.fast) serve it? (its context holds no per-epoch extras)
     partner: bool = False  # does each step draw an in-batch partner permutation (MixUp / CutMix baselines)?
+    every_head: bool = False  # with γ ≠ 0, does each step's loss reach every head? (DDP then skips its search for
+    #                           unused parameters; False is always safe)
 
 
 _GLMC = dict(inference_head="fc_cb", cumulative=True)  # both heads trained, fc_cb predicts
 
 METHOD_SPECS: dict[str, MethodSpec] = {
     "glmc": MethodSpec("GLMC: global+local mixtures, consistency loss, cumulative re-balancing", "glmc", **_GLMC,
-                       fast=True),
+                       fast=True, every_head=True),
     "glmc-no-consistency": MethodSpec("GLMC without the consistency loss (γ = 0), mixtures and re-balancing kept",
                                       "glmc-no-consistency", **_GLMC, fast=True),
     "glmc-no-cumulative": MethodSpec("GLMC without cumulative re-balancing (α ≡ 1, fc only), mixtures and "
-                                     "consistency kept", "glmc-no-cumulative", fast=True),
+                                     "consistency kept", "glmc-no-cumulative", fast=True, every_head=True),
     "cumulative-only": MethodSpec("no mixtures, no consistency: plain batches with cumulative fc/fc_cb re-balancing",
                                   "cumulative-only", **_GLMC, fast=True),
     "ce": MethodSpec("plain cross-entropy on the uniform batch (fc)", "ce", fast=True),

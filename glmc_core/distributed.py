@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from .config import METHOD_SPECS
 from .data.samplers import uniform_batches
 from .data.streams import TensorStream
 from .errors import GLMCError
@@ -165,7 +166,7 @@ class ShardedTensorStream(TensorStream):
 
 def _has_unused_parameters(cfg) -> bool:
     """Methods whose loss leaves heads out (DDP must then look for unused parameters)."""
-    return not (cfg.method in ("glmc", "glmc-no-cumulative") and cfg.gamma != 0)
+    return not (METHOD_SPECS[cfg.method].every_head and cfg.gamma != 0)
 
 
 def attach(state, env: DistEnv) -> None:
