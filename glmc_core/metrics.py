@@ -14,7 +14,7 @@ from .data.streams import eval_batches
 from .precision import autocast, layout, resolve_precision
 
 __all__ = ["confusion_matrix", "per_class_accuracy", "group_accuracy", "summarize", "predict", "evaluate",
-           "format_number", "MISSING"]
+           "format_number", "MISSING", "forward_logits", "run_precision"]
 
 MISSING = "n/a"  # how every table and log line prints a number that does not exist (e.g. an empty group)
 
@@ -57,31 +57,43 @@ def summarize(targets, preds, num_classes: int, groups: np.ndarray) -> dict:
 
 
 @torch.inference_mode()  # no autograd records at all: about 20 % faster than no_grad on the CPU (bench_cpu.py)
+def forward_logits(model, x: torch.Tensor, precision: str, features: bool = False):
+    """The inference head's logits of a normalised batch ``x`` in the run's ``precision`` (and the penultimate
+    features with ``features``): fp32 through ``model.predict``; bf16 with the encoder under autocast and the
+    head in fp32. Every evaluation (metrics, logit adjustment, features) goes through here."""
+    if features or precision == "bf16":
+        with autocast(precision, x.device.type):
+            r = model.encoder(layout(x, precision)).float()
+        logits = (model.fc_cb if model.inference_head == "fc_cb" else model.fc)(r)
+        return (logits, r) if features else logits
+    return model.predict(x)
+
+
 def predict(model, split, cfg, data, device, features: bool = False,
             batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None):
     """Targets, predictions (and optionally penultimate features) of ``model`` on ``split``, as numpy arrays.
 
     ``batches``: normalised ``(x, y)`` device batches to use instead of
     :func:`~glmc_core.data.streams.eval_batches` (the fast path's cached copy of the split).
-    Predictions go through the model's inference head; results come back to the host once.
+    Predictions go through the model's inference head (:func:`forward_logits`); results come back to the host once.
     """
     model.eval()
-    dev = torch.device(device)
-    precision = "fp32" if cfg is None else resolve_precision(cfg.precision, dev)
+    precision = run_precision(cfg, device)
     ys, ps, fs = [], [], []
     for x, y in (batches if batches is not None else eval_batches(split, cfg, device, data.mean, data.std)):
-        if features or precision == "bf16":  # bf16: the encoder under autocast, the inference head in fp32
-            with autocast(precision, dev.type):
-                r = model.encoder(layout(x, precision)).float()
-            logits = (model.fc_cb if model.inference_head == "fc_cb" else model.fc)(r)
-            if features:
-                fs.append(r)
-        else:
-            logits = model.predict(x)
+        out = forward_logits(model, x, precision, features)
+        logits = out[0] if features else out
+        if features:
+            fs.append(out[1])
         ys.append(y)
         ps.append(logits.argmax(1))
     t, p = torch.cat(ys).cpu().numpy(), torch.cat(ps).cpu().numpy()
     return (t, p, torch.cat(fs).cpu().numpy()) if features else (t, p)
+
+
+def run_precision(cfg, device) -> str:
+    """The precision a run evaluates in on ``device``: fp32 without a config."""
+    return "fp32" if cfg is None else resolve_precision(cfg.precision, torch.device(device))
 
 
 def evaluate(model, split, cfg, data, device) -> dict:

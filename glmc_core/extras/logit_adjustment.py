@@ -13,18 +13,20 @@ import torch
 
 from ..data.streams import eval_batches
 from ..longtail_losses import logit_adjust
-from ..metrics import summarize
+from ..metrics import forward_logits, run_precision, summarize
 
 __all__ = ["predict_logits", "evaluate_with_adjustment", "adjusted_key"]
 
 
 @torch.no_grad()
 def predict_logits(model, split, cfg, data, device) -> tuple[np.ndarray, torch.Tensor]:
-    """Targets ``(N,)`` and inference-head logits ``(N, C)`` (float32, CPU) of ``model`` on ``split``."""
+    """Targets ``(N,)`` and inference-head logits ``(N, C)`` (float32, CPU) of ``model`` on ``split``, in the
+    run's precision, as :func:`glmc_core.metrics.evaluate` computes them (so τ = 0 is the plain result)."""
     model.eval()
+    precision = run_precision(cfg, device)
     ys, zs = [], []
     for x, y in eval_batches(split, cfg, device, data.mean, data.std):
-        zs.append(model.predict(x).float().cpu())
+        zs.append(forward_logits(model, x, precision).float().cpu())
         ys.append(y.cpu())
     return torch.cat(ys).numpy(), torch.cat(zs)
 
