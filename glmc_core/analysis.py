@@ -19,6 +19,7 @@ learned features of head and tail classes separate.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -188,6 +189,15 @@ class Evaluation:
         if self._knn is None:
             self._knn = knn_accuracy(self.features, self.targets, k=10)
         return self._knn
+
+    def regrouped(self, many_threshold: int, few_threshold: int) -> "Evaluation":
+        """The same predictions with the classes grouped by other thresholds (many > ``many_threshold`` training
+        images, few < ``few_threshold``), for example the paper's 100 / 20 beside a run's own split; a group no
+        class falls in has no accuracy (None)."""
+        groups = shot_groups(self.counts, many_threshold, few_threshold)
+        out = dataclasses.replace(self, groups=groups)
+        out._knn = self._knn
+        return out
 
     def row(self) -> dict:
         """One line of a results table (percentages), with how well the features and the confusion matrix

@@ -178,6 +178,20 @@ def test_rank_correlation_diagonal_rows_and_group_flow():
     assert A.group_flow(ev, "few", "medium") == pytest.approx(0.25)
 
 
+def test_regrouped_evaluation_uses_other_thresholds_and_leaves_an_empty_group_without_accuracy(tmp_path):
+    from glmc_core.config import get_preset
+
+    run = A.Run(tmp_path, get_preset("digits-lt"), [])
+    counts = np.array([5000, 139, 83, 50])
+    ev = A.Evaluation(run, 1, "last", ["a", "b", "c", "d"], counts, np.array(["many", "medium", "medium", "few"]),
+                      np.array([0, 1, 2, 3, 3]), np.array([0, 1, 0, 3, 2]), None, {})
+    paper = ev.regrouped(100, 20)
+    assert list(paper.groups) == ["many", "many", "medium", "medium"]
+    assert paper.group_acc["few"] is None and paper.row()["few"] is None
+    assert paper.group_acc["many"] == pytest.approx(1.0) and paper.group_acc["medium"] == pytest.approx(0.25)
+    assert paper.top1 == ev.top1 and list(ev.groups) == ["many", "medium", "medium", "few"]  # the original unchanged
+
+
 def test_results_rows_of_runs_take_the_best_or_the_final_epoch(tmp_path):
     from glmc_core.config import get_preset
 

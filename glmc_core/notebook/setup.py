@@ -329,7 +329,8 @@ def reference_runs(data_root: str | None = None, root: str | os.PathLike | None 
 # The runs whose test features ship (float16, about 1 MB each): the ones notebook 06 draws a UMAP of.
 # Every other finished run ships its labels, predicted classes and kNN accuracy (about 10 kB).
 FEATURE_RUNS = {"cifar10-lt-if100-resnet8": ("glmc", "ce", "glmc-k1", "glmc-k1-lr05", "ce-lr05"),
-                "cifar10-lt-if100-resnet20": ("glmc-k1-lr05", "ce")}
+                "cifar10-lt-if100-resnet20": ("glmc-k1-lr05", "ce"),
+                "cifar10-lt-if100-resnet32-200ep": ("glmc", "ce")}
 
 
 def write_reference_outputs(data_root: str, sets: tuple[str, ...] | None = None, overwrite: bool = False,
