@@ -461,8 +461,8 @@ def run_umap(ev: Evaluation, max_points: int | None = 2000, random_state: int = 
     idx = subsample(len(ev.targets), max_points, random_state)
     kind = "-shipped" if ev.source == "shipped" else ""  # float16 features: not the same picture to the last bit
     name = f"umap-{ev.which}{kind}-e{ev.epoch}-t{len(ev.targets)}-n{len(idx)}-s{random_state}.npy"
-    if cache_dir is not None:
-        name = f"{ev.run.name}-{ev.run.config.method}-{name}"
+    if cache_dir is not None:  # one folder for several sets' runs: the set (the run folder's parent) names them apart
+        name = f"{Path(ev.run.path).parent.name}-{Path(ev.run.path).name}-{ev.run.config.method}-{name}"
     path = (Path(cache_dir) if cache_dir is not None else ev.run.path) / name
     if cache and path.is_file():
         emb = np.load(path)

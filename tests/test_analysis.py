@@ -192,6 +192,21 @@ def test_regrouped_evaluation_uses_other_thresholds_and_leaves_an_empty_group_wi
     assert paper.top1 == ev.top1 and list(ev.groups) == ["many", "medium", "medium", "few"]  # the original unchanged
 
 
+def test_umaps_cached_in_one_folder_keep_two_sets_runs_of_the_same_name_apart(tmp_path, monkeypatch):
+    from glmc_core.config import get_preset
+
+    calls = []
+    monkeypatch.setattr(A, "umap_embedding", lambda x, random_state=0: calls.append(1) or np.zeros((len(x), 2)))
+    evs = []
+    for set_name in ("set-a", "set-b"):  # the same run name, method and epoch in two sets
+        run = A.Run(tmp_path / set_name / "glmc", get_preset("digits-lt"), [])
+        evs.append(A.Evaluation(run, 60, "last", ["a", "b"], np.array([5, 1]), np.array(["many", "few"]),
+                                np.array([0, 1, 1]), np.array([0, 1, 0]), np.ones((3, 4), np.float32), {}))
+    for ev in evs + evs:
+        A.run_umap(ev, max_points=None, cache_dir=tmp_path / "cache")
+    assert len(calls) == 2 and len(list((tmp_path / "cache").glob("*.npy"))) == 2
+
+
 def test_results_rows_of_runs_take_the_best_or_the_final_epoch(tmp_path):
     from glmc_core.config import get_preset
 

@@ -87,6 +87,23 @@ def test_default_folder_is_found_from_the_package(monkeypatch):
     assert setup.reference_runs_dir() == Path("/x/y")
 
 
+def test_the_other_sets_are_siblings_of_the_default_one(monkeypatch):
+    monkeypatch.delenv("GLMC_REFERENCE_RUNS", raising=False)
+    repo = Path(setup.__file__).resolve().parents[2]
+    assert setup.reference_set_dir(setup.PAPER_SET) == repo / "reference_runs" / "cifar10-lt-if100-resnet32-200ep"
+    monkeypatch.setenv("GLMC_REFERENCE_RUNS", "/x/y")
+    assert setup.reference_set_dir("z") == Path("/x/z")
+
+
+def test_runs_in_use_reads_the_set_it_is_given(tmp_path, monkeypatch):
+    monkeypatch.delenv("GLMC_DATA_ROOT", raising=False)
+    for name in ("glmc", "ce"):
+        _run_folder(tmp_path / "long", name, name, epochs=4)
+    used = setup.runs_in_use(("glmc", "ce"), root=tmp_path / "long")
+    assert used.is_reference and used.data is None and set(used.runs) == {"glmc", "ce"}
+    assert all(len(run.history) == 4 for run in used.runs.values()) and str(tmp_path / "long") in used.message
+
+
 def test_download_cell_says_offline_in_one_line(tmp_path, monkeypatch, capsys):
     from glmc_core.data import formats
     from glmc_core.errors import GLMCError

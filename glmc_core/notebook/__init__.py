@@ -18,6 +18,7 @@ from . import experiments, figures
 from .claims import ClaimFailed, check_answer, claim, measured
 from .live import LivePlot
 from .setup import (
+    PAPER_SET,
     NotebookSetup,
     ReferenceRuns,
     download_cifar10,
@@ -28,6 +29,7 @@ from .setup import (
     reference_run,
     reference_runs,
     reference_runs_dir,
+    reference_set_dir,
     runs_in_use,
     use_repository_cache,
 )
@@ -37,4 +39,5 @@ use_repository_cache()  # every notebook imports this package: its decoded image
 
 __all__ = ["experiments", "figures", "ClaimFailed", "check_answer", "claim", "measured", "LivePlot", "NotebookSetup",
            "download_cifar10", "env_data_root", "notebook_config", "notebook_setup", "quick_mode", "ReferenceRuns",
-           "reference_runs", "reference_runs_dir", "reference_run", "runs_in_use", "show_source", "source_text"]
+           "reference_runs", "reference_runs_dir", "reference_set_dir", "PAPER_SET",
+           "reference_run", "runs_in_use", "show_source", "source_text"]

@@ -28,7 +28,8 @@ from ..data import LongTailData, prepare_data
 from ..errors import DataNotFound, DownloadFailed, GLMCError
 
 __all__ = ["env_flag", "quick_mode", "env_data_root", "notebook_config", "NotebookSetup", "notebook_setup",
-           "download_cifar10", "REFERENCE_SET", "reference_runs_dir", "ReferenceRuns", "reference_runs",
+           "download_cifar10", "REFERENCE_SET", "PAPER_SET", "reference_runs_dir", "reference_set_dir",
+           "ReferenceRuns", "reference_runs",
            "reference_run", "FEATURE_RUNS", "write_reference_outputs", "RunsInUse", "runs_in_use"]
 
 # Quick CIFAR-10-LT for a 2-core CPU: a small ResNet on a few hundred images (n_max 300 at IF 100: 740 images).
@@ -194,6 +195,7 @@ def download_cifar10(root: str | os.PathLike | None = None, download: bool = Tru
 
 # ------------------------------------------------------------------------------ reference runs
 REFERENCE_SET = "cifar10-lt-if100-resnet8"  # the shipped set: benchmarks/reference_runs.sh
+PAPER_SET = "cifar10-lt-if100-resnet32-200ep"  # the paper's recipe for its 200 epochs: GLMC_REF_SET=paper200
 
 
 def reference_runs_dir(root: str | os.PathLike | None = None) -> Path:
@@ -204,6 +206,12 @@ def reference_runs_dir(root: str | os.PathLike | None = None) -> Path:
         repo = Path(__file__).resolve().parents[2]
         root = os.environ.get("GLMC_REFERENCE_RUNS") or repo / "reference_runs" / REFERENCE_SET
     return Path(root)
+
+
+def reference_set_dir(name: str) -> Path:
+    """The folder of the shipped reference set ``name`` (:data:`REFERENCE_SET`, :data:`PAPER_SET`,
+    ``"cifar10-lt-if100-resnet20"``): a sibling of :func:`reference_runs_dir`'s folder."""
+    return reference_runs_dir().parent / name
 
 
 @dataclass
@@ -330,7 +338,7 @@ def reference_runs(data_root: str | None = None, root: str | os.PathLike | None 
 # Every other finished run ships its labels, predicted classes and kNN accuracy (about 10 kB).
 FEATURE_RUNS = {"cifar10-lt-if100-resnet8": ("glmc", "ce", "glmc-k1", "glmc-k1-lr05", "ce-lr05"),
                 "cifar10-lt-if100-resnet20": ("glmc-k1-lr05", "ce"),
-                "cifar10-lt-if100-resnet32-200ep": ("glmc", "ce")}
+                PAPER_SET: ("glmc", "ce")}
 
 
 def write_reference_outputs(data_root: str, sets: tuple[str, ...] | None = None, overwrite: bool = False,
@@ -388,15 +396,16 @@ class RunsInUse:
 
 def runs_in_use(methods: tuple[str, ...] = ("glmc", "ce"), quick: bool = True, data_root: str | None = None,
                 runs: str = "runs", epochs: int | None = None, use_reference: bool = True,
-                progress: bool = False) -> RunsInUse:
+                progress: bool = False, root: str | os.PathLike | None = None) -> RunsInUse:
     """The finished reference runs ``methods`` (named by their method) when all exist (``use_reference``), with
     their data when it is at hand (their shipped test outputs need none); otherwise the notebook's live runs of the
     same methods (trained, resumed or reused with :func:`~glmc_core.train.train_or_reuse`; in quick mode on the
-    offline digits, as notebook 05 trains them), saying why."""
+    offline digits, as notebook 05 trains them), saying why. ``root``: the reference set's folder
+    (default :func:`reference_runs_dir`; :func:`reference_set_dir` names the others)."""
     from ..analysis import load_run
     from ..train import train_or_reuse
 
-    refs = reference_runs(data_root) if use_reference else ReferenceRuns(message="USE_REFERENCE is False.")
+    refs = reference_runs(data_root, root) if use_reference else ReferenceRuns(message="USE_REFERENCE is False.")
     if refs.has(*methods):
         lines = [refs.message, *(refs.describe(m) for m in methods)]
         return RunsInUse(refs.data, {m: refs[m] for m in methods}, "reference", "last", "\n".join(lines), refs)
