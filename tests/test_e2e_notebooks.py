@@ -28,13 +28,18 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9]*.ipynb"))
 # notebook -> [(a line of the cell's source, figures it must draw, markdown tables it must show)]
 REFERENCE_OUTPUTS = {
     "04_alpha_schedule": [("figures.plot_schedule_runs(runs)", 1, 0)],
-    "05_training": [('plots.plot_learning_curves(refs["glmc"].history', 2, 0),
+    "05_training": [('plots.plot_learning_curves(refs200["glmc"].history', 2, 0),  # section 6: 200 epochs
+                    ("rows200 = analysis.results_rows(", 1, 2),  # groups 3/4/3 and the paper's
+                    ('PAPER = {"ce"', 0, 1),  # against the paper's table
+                    ('plots.plot_learning_curves(refs["glmc"].history', 2, 0),
                     ('ref_rows = analysis.results_rows([refs["glmc"], refs["ce"]]', 1, 1),
                     ("rows20 = analysis.results_rows(", 1, 1)],
     "06_feature_space": [("umaps = [analysis.run_umap(", 1, 0),  # UMAPs and confusion matrices, GLMC and CE
                          ("plots.plot_per_class_comparison(evals)", 1, 0),
-                         ("rows = analysis.results_rows(evals)", 1, 1),
+                         ("rows = analysis.results_rows(evals)", 1, 2),  # groups 3/4/3 and the paper's
                          ("plots.plot_weight_norm_comparison(evals)", 1, 0),
+                         ("ref_umap, ce_umap = (analysis.run_umap(", 1, 0),  # section 6: the 60-epoch ResNet-8 pair
+                         ('short = {"glmc": ref_glmc', 0, 1),
                          ('k1 = refs.evaluate("glmc-k1")', 1, 0),  # section 6: k = 1.0
                          ('trio = {"glmc (k 1.2)"', 0, 1),
                          ("lr05 = {n: refs.evaluate(n)", 1, 0),  # section 7: lr 0.05
