@@ -154,6 +154,7 @@ class Evaluation:
     head_preds: dict[str, np.ndarray] = field(default_factory=dict)  # (N,) per trained head ("fc", "fc_cb")
     shipped_knn: float | None = None  # the 10-NN accuracy written with the outputs (runs shipped without features)
     source: str = "checkpoint"  # "checkpoint" (predicted here) or "shipped" (read from test_outputs.npz)
+    head: str | None = None  # None: ``preds`` from the method's inference head; else the head :meth:`through` chose
     _knn: float | None = field(default=None, init=False, repr=False, compare=False)  # computed once (seconds)
 
     @property
@@ -199,13 +200,25 @@ class Evaluation:
         out._knn = self._knn
         return out
 
+    def through(self, head: str) -> "Evaluation":
+        """The same checkpoint scored through another of its trained heads (``"fc"`` or ``"fc_cb"`` of a cumulative
+        method: GLMC predicts with ``fc_cb``, and ``through("fc")`` shows what its plain classifier learned). Its
+        table row names the head beside the run."""
+        if head not in self.head_preds:
+            have = ", ".join(sorted(self.head_preds)) or "none"
+            raise GLMCError(f"{self.run.name}: no predictions of the head {head!r} here (heads: {have})")
+        out = dataclasses.replace(self, preds=self.head_preds[head], head=head)
+        out._knn = self._knn  # the same features
+        return out
+
     def row(self) -> dict:
         """One line of a results table (percentages), with how well the features and the confusion matrix
         show the classes: ``knn`` (%) and ``diagonal`` (rows whose largest entry is the diagonal)."""
         g = self.group_acc
         cfg = self.run.config
         has_knn = len(self.targets) > 1 and (self.features is not None or self.shipped_knn is not None)
-        return {"run": self.run.name, "method": cfg.method, "model": cfg.model, "dataset": cfg.dataset,
+        name = self.run.name if self.head is None else f"{self.run.name} (head {self.head})"
+        return {"run": name, "method": cfg.method, "model": cfg.model, "dataset": cfg.dataset,
                 "imbalance_factor": cfg.imbalance_factor, "epoch": self.epoch, "top1": 100 * self.top1,
                 **{k: None if g[k] is None else 100 * g[k] for k in GROUPS},
                 "knn": 100 * self.knn if has_knn else None,

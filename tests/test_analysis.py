@@ -192,6 +192,23 @@ def test_regrouped_evaluation_uses_other_thresholds_and_leaves_an_empty_group_wi
     assert paper.top1 == ev.top1 and list(ev.groups) == ["many", "medium", "medium", "few"]  # the original unchanged
 
 
+def test_evaluation_through_another_head_scores_its_predictions_and_names_it(tmp_path):
+    from glmc_core.config import get_preset
+    from glmc_core.errors import GLMCError
+
+    run = A.Run(tmp_path / "glmc", get_preset("digits-lt"), [])
+    targets = np.array([0, 0, 1, 1])
+    heads = {"fc": np.array([0, 0, 0, 0]), "fc_cb": np.array([0, 1, 1, 1])}
+    ev = A.Evaluation(run, 3, "last", ["a", "b"], np.array([9, 1]), np.array(["many", "few"]), targets,
+                      heads["fc_cb"], None, {}, heads)
+    fc = ev.through("fc")
+    assert fc.top1 == pytest.approx(0.5) and ev.top1 == pytest.approx(0.75)  # the original unchanged
+    assert fc.group_acc == {"many": pytest.approx(1.0), "medium": None, "few": pytest.approx(0.0)}
+    assert fc.row()["run"] == f"{run.name} (head fc)" and ev.row()["run"] == run.name
+    with pytest.raises(GLMCError, match="no predictions of the head 'u'"):
+        ev.through("u")
+
+
 def test_umaps_cached_in_one_folder_keep_two_sets_runs_of_the_same_name_apart(tmp_path, monkeypatch):
     from glmc_core.config import get_preset
 
