@@ -31,6 +31,7 @@ REFERENCE_OUTPUTS = {
     "05_training": [('plots.plot_learning_curves(refs200["glmc"].history', 2, 0),  # section 6: 200 epochs
                     ("rows200 = analysis.results_rows(", 1, 2),  # groups 3/4/3 and the paper's
                     ('PAPER = {"ce"', 0, 1),  # against the paper's table
+                    ("rows_heads = analysis.results_rows(", 0, 1),  # GLMC's final checkpoint through each head
                     ('plots.plot_learning_curves(refs["glmc"].history', 2, 0),
                     ('ref_rows = analysis.results_rows([refs["glmc"], refs["ce"]]', 1, 1),
                     ("rows20 = analysis.results_rows(", 1, 1)],
