@@ -50,8 +50,15 @@ one() {  # one run: resume it if it was started, skip it if it finished
             --model "$MODEL" --method "$method" --epochs "$EPOCHS" --seed 0 --out "$OUT" --run-name "$name" \
             --set many_threshold=1500 --set few_threshold=200 "$@"
     fi
-    # a finished run keeps its final weights only (reference_runs/README.md, "What a run keeps")
-    local rc=$?; [ "$rc" -eq 0 ] && [ -f "$dir/summary.json" ] && python3 benchmarks/slim_reference_runs.py "$dir"
+    # a finished run keeps its final weights only (reference_runs/README.md, "What a run keeps"), and gets its
+    # test-set outputs (test_outputs.npz) at once, so that the notebooks can show it without the data
+    local rc=$?
+    if [ "$rc" -eq 0 ] && [ -f "$dir/summary.json" ]; then
+        python3 benchmarks/slim_reference_runs.py "$dir" && python3 -c \
+            "import sys; from glmc_core.notebook.setup import write_reference_outputs as w; w(sys.argv[1], sets=(sys.argv[2],))" \
+            "$ROOT" "$(basename "$OUT")"
+        rc=$?
+    fi
     return "$rc"
 }
 
