@@ -48,10 +48,18 @@ def _glmc_eval():
                            counts=np.array([50, 500, 5]), run=SimpleNamespace(method="glmc"))
 
 
+def _two_histories():
+    """GLMC ahead in epoch 2, behind in 3, ahead from 4 to the end: the answer of 05.3 is 4, not 2."""
+    glmc = [{"epoch": e, "top1": t} for e, t in enumerate([1.0, 5.0, 2.0, 6.0, 7.0], start=1)]
+    ce = [{"epoch": e, "top1": t} for e, t in enumerate([2.0, 4.0, 3.0, 5.0, 6.0], start=1)]
+    return glmc, ce
+
+
 # the notebook's names a solution uses, and the context its check cell passes
 CONTEXTS = {
     "04.1": lambda: ({"np": np}, {}),
     "05.1": lambda: ({"done": [{"epoch": 1}, {"epoch": 2}]}, {"done": 2}),
+    "05.3": lambda: ({"hg": (h := _two_histories())[0], "hc": h[1]}, {"glmc_history": h[0], "ce_history": h[1]}),
     "06.1": lambda: ({"glmc": (g := _glmc_eval()), "evals": [g]}, {"evals": [g]}),
     "07.1": lambda: ({"np": np}, {}),
 }
@@ -109,6 +117,10 @@ def test_unanswered_and_wrong_values(capsys):
     assert exercises.check("02.1", 0.75) is False  # λ, not the area label
     assert exercises.check("03.1", np.array([2 / 101, 200 / 101])) is True
     assert exercises.check("02.1", "0.9") is False  # a string is not a number, and nothing raises
+    glmc, ce = _two_histories()
+    assert exercises.check("05.3", 2, glmc_history=glmc, ce_history=ce) is False  # first ahead, not ahead for good
+    assert exercises.check("05.3", 4, glmc_history=glmc, ce_history=ce) is True
+    assert exercises.expected("05.3", glmc_history=glmc, ce_history=[dict(r, top1=99.0) for r in ce]) is None
 
 
 def test_expected_refuses_a_function_exercise():

@@ -91,6 +91,18 @@ def _resume_epoch(done: int, **_) -> int:
     return int(done) + 1
 
 
+def _ahead_for_good(glmc_history, ce_history, **_) -> int | None:
+    """The first epoch (as the runs number them) from which GLMC's top-1 is above CE's in that epoch and every later
+    one; None when GLMC is not ahead in the last epoch the two runs share."""
+    pairs = list(zip(glmc_history, ce_history, strict=False))  # the epochs both runs have
+    first = None
+    for g, c in reversed(pairs):
+        if g["top1"] <= c["top1"]:
+            break
+        first = g["epoch"]
+    return first
+
+
 def _fc_cb_ratio(evals, **_) -> float:
     from ..analysis import weight_norm_ratio
 
@@ -728,6 +740,11 @@ EXERCISES: dict[str, Exercise] = {e.key: e for e in [
     _function("05.2", "the loss mix", "my_total_loss", _total_reference, "glmc_core.losses.cumulative_total",
               _total_cases, _TOTAL_MISTAKES, "total = α·L_c + (1 − α)·L_cb + γ·L_sim",
               "α = 0 and 1, γ = 0, and the epochs of your run when given as history="),
+    _value("05.3", "GLMC ahead for good", "answer_3", _ahead_for_good,
+           "the answer is the first epoch (counting from 1) from which GLMC's top-1 is above CE's in every epoch to "
+           "the end: in the epoch just before it CE is ahead or level (the first epoch GLMC leads at all comes "
+           "earlier)",
+           context=("glmc_history", "ce_history")),
     _value("06.1", "the norm ratio of fc_cb", "answer_1", _fc_cb_ratio,
            "the answer is ‖W‖ of the largest class / ‖W‖ of the smallest for GLMC's fc_cb", tol=1e-3,
            context=("evals",)),
