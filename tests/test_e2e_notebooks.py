@@ -48,7 +48,8 @@ REFERENCE_OUTPUTS = {
                          ("r20 = {n: refs20.evaluate(n)", 1, 0),  # section 8: ResNet-20
                          ("analysis.results_rows(list(r20.values()))", 0, 1)],
     "07_comparing_methods": [('ablation = ("ce", "cumulative-only"', 1, 1),
-                             ('ablation20 = ("ce-lr05", "cumulative-only-k1-lr05"', 1, 1)],
+                             ('ablation20 = ("ce-lr05", "cumulative-only-k1-lr05"', 1, 1),
+                             ('ablation200 = ("ce", "cumulative-only"', 1, 1)],  # section 2c: 200 epochs
 }
 # what a notebook must not print to a student where a reference result should be
 SKIPPED = ("section skipped", "not shown by these runs", "✗", "LIVE quick runs", "not all in this checkout")
